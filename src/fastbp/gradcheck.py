@@ -1,0 +1,94 @@
+"""Finite-difference check of backprop: central differences in float64.
+
+An entry passes when |backprop - finite_difference| <= atol + rtol * |finite_difference|,
+the rule and defaults of torch.autograd.gradcheck.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .network import MLP
+
+
+@dataclass
+class TensorError:
+    layer: int           # 0-based layer index
+    param: str           # "W" or "b"
+    checked: int         # entries compared
+    size: int            # entries in the tensor
+    max_abs: float       # max |backprop - finite difference|
+    max_rel: float       # max of that over max(|fd|, |bp|), entries where either is nonzero
+    passed: bool
+
+
+@dataclass
+class GradcheckReport:
+    eps: float
+    atol: float
+    rtol: float
+    backend: str
+    tensors: list = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return all(t.passed for t in self.tensors)
+
+    @property
+    def max_abs(self):
+        return max(t.max_abs for t in self.tensors)
+
+    @property
+    def max_rel(self):
+        return max(t.max_rel for t in self.tensors)
+
+    def __str__(self):
+        lines = [f"gradcheck on {self.backend!r} (eps={self.eps:g}, atol={self.atol:g}, rtol={self.rtol:g}): "
+                 f"{'passed' if self.passed else 'FAILED'}",
+                 f"  {'tensor':<8}{'checked':>12}{'max abs err':>14}{'max rel err':>14}  ok"]
+        for t in self.tensors:
+            name = f"{t.param}[{t.layer}]"
+            lines.append(f"  {name:<8}{t.checked:>6}/{t.size:<5}{t.max_abs:>14.3e}{t.max_rel:>14.3e}  "
+                         f"{'yes' if t.passed else 'NO'}")
+        return "\n".join(lines)
+
+
+def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=256, seed=0):
+    """Compare net's backprop gradients with central finite differences, in float64.
+
+    A float64 copy of `net` on the same backend is checked, so a float32 network is
+    checked for its mathematics, not its rounding. Tensors larger than
+    `max_checks_per_tensor` are checked on that many entries drawn at random (None: all).
+    """
+    probe = MLP(net.layer_sizes, activation=net.activation, output_activation=net.output_activation,
+                loss=net.loss, reduction=net.reduction, dtype=np.float64, backend=net.backend)
+    probe.set_params(net.weights, net.biases)
+    _, dW, db = probe.loss_and_grad(X, y)          # also validates X and y
+    flat = probe.flat_params
+    rng = np.random.default_rng(seed)
+    report = GradcheckReport(eps, atol, rtol, net.backend)
+    for l, (w_at, b_at) in enumerate(probe.arch.offsets):
+        for param, start, grad in (("W", w_at, dW[l]), ("b", b_at, db[l])):
+            grad = grad.ravel()
+            picks = np.arange(grad.size)
+            if max_checks_per_tensor is not None and grad.size > max_checks_per_tensor:
+                picks = np.sort(rng.choice(grad.size, max_checks_per_tensor, replace=False))
+            fd = np.array([_central_difference(probe, flat, start + i, X, y, eps) for i in picks])
+            bp = grad[picks]
+            err = np.abs(bp - fd)
+            scale = np.maximum(np.abs(fd), np.abs(bp))
+            rel = np.divide(err, scale, out=np.zeros_like(err), where=scale > 0)
+            report.tensors.append(TensorError(
+                layer=l, param=param, checked=len(picks), size=grad.size,
+                max_abs=float(err.max()), max_rel=float(rel.max()),
+                passed=bool(np.all(err <= atol + rtol * np.abs(fd)))))
+    return report
+
+
+def _central_difference(net, flat, i, X, y, eps):
+    saved = float(flat[i])
+    flat[i] = saved + eps
+    plus = net.loss_value(X, y)
+    flat[i] = saved - eps
+    minus = net.loss_value(X, y)
+    flat[i] = saved
+    return (plus - minus) / (2 * eps)

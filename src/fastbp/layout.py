@@ -1,0 +1,66 @@
+"""The network's shape and its one-flat-buffer parameter layout.
+
+Every per-layer array (W[l], b[l], and the same for gradients and optimizer state) is a
+view into one contiguous buffer: the order is W[0], b[0], W[1], b[1], ... with W[l]
+row-major (n_in, n_out). One buffer is what an allreduce, a checkpoint and a fused
+update each want.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Architecture:
+    sizes: tuple            # (n_0, n_1, ..., n_L)
+    activations: tuple      # activation code of each layer 1..L (the last is the output's)
+    loss: int               # losses.MSE / CROSS_ENTROPY / BCE
+    reduction: int          # losses.MEAN / SUM
+    dtype: np.dtype
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def shapes(self):
+        """(n_in, n_out) of each layer."""
+        return [(self.sizes[l], self.sizes[l + 1]) for l in range(self.n_layers)]
+
+    @property
+    def offsets(self):
+        """(start of W[l], start of b[l]) in the flat buffer, per layer."""
+        out, at = [], 0
+        for n_in, n_out in self.shapes:
+            out.append((at, at + n_in * n_out))
+            at += n_in * n_out + n_out
+        return out
+
+    @property
+    def n_params(self):
+        return sum(n_in * n_out + n_out for n_in, n_out in self.shapes)
+
+
+class FlatBuffer:
+    """One contiguous 1-D array and the per-layer views W[l] (n_in, n_out), b[l] (n_out,) into it.
+
+    Works for any array type that slices and reshapes without copying (NumPy arrays,
+    Numba device arrays).
+    """
+
+    def __init__(self, flat, arch):
+        self.flat = flat
+        self.W, self.b = [], []
+        for (n_in, n_out), (w_at, b_at) in zip(arch.shapes, arch.offsets):
+            self.W.append(flat[w_at:b_at].reshape(n_in, n_out))
+            self.b.append(flat[b_at:b_at + n_out])
+
+
+@dataclass
+class NetState:
+    """What a backend needs to run a network: its shape, parameters, gradients and a
+    scratch dict where the backend keeps workspaces it allocates once (keyed as it likes)."""
+    arch: Architecture
+    params: FlatBuffer
+    grads: FlatBuffer
+    scratch: dict

@@ -1,0 +1,194 @@
+"""MLP: the parameters in one flat buffer, and forward / loss_and_grad / train_step.
+
+The mathematics lives in the backend (`fastbp._kernels`); this class checks arguments
+once at the boundary, keeps the buffers, and never branches on the backend.
+"""
+import numpy as np
+
+from . import activations, losses, validation
+from ._kernels import get_ops, resolve
+from .layout import Architecture, FlatBuffer, NetState
+from .optim import Optimizer
+
+
+def initial_parameters(arch, seed):
+    """He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases.
+    Drawn in float64 from one seeded generator, so both dtypes start from the same values."""
+    rng = np.random.default_rng(seed)
+    flat = np.zeros(arch.n_params, dtype=np.float64)
+    for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
+        if code in activations.RELU_LIKE:
+            w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=n_in * n_out)
+        else:
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            w = rng.uniform(-limit, limit, size=n_in * n_out)
+        flat[w_at:b_at] = w
+    return flat.astype(arch.dtype)
+
+
+class MLP:
+    """A multilayer perceptron trained by backpropagation.
+
+    layer_sizes        (n_inputs, hidden..., n_outputs)
+    activation         hidden layers' activation; output_activation the last layer's
+    loss, reduction    "mse" | "cross_entropy" | "bce", and "mean" | "sum"
+    dtype              float32 or float64
+    backend            "auto" or a name from fastbp.available_backends()
+    seed               seeds the initial weights (None: fresh entropy)
+    """
+
+    def __init__(self, layer_sizes, activation="relu", output_activation="identity",
+                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None):
+        sizes = validation.layer_sizes(layer_sizes)
+        hidden = activations.code(activation, "activation")
+        output = activations.code(output_activation, "output_activation")
+        self.arch = Architecture(
+            sizes=sizes,
+            activations=(hidden,) * (len(sizes) - 2) + (output,),
+            loss=losses.code(loss),
+            reduction=losses.reduction_code(reduction),
+            dtype=validation.float_dtype(dtype),
+        )
+        self.backend = resolve(backend)
+        self._ops = get_ops(self.backend)
+        params = self._ops.from_host(initial_parameters(self.arch, seed))
+        grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
+        self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {})
+
+    # ---- description ----
+    @property
+    def layer_sizes(self):
+        return self.arch.sizes
+
+    @property
+    def activation(self):
+        return activations.NAMES[self.arch.activations[0]] if self.arch.n_layers > 1 else "identity"
+
+    @property
+    def output_activation(self):
+        return activations.NAMES[self.arch.activations[-1]]
+
+    @property
+    def loss(self):
+        return losses.NAMES[self.arch.loss]
+
+    @property
+    def reduction(self):
+        return losses.REDUCTIONS[self.arch.reduction]
+
+    @property
+    def dtype(self):
+        return self.arch.dtype
+
+    @property
+    def n_params(self):
+        return self.arch.n_params
+
+    def __repr__(self):
+        return (f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, "
+                f"output_activation={self.output_activation!r}, loss={self.loss!r}, "
+                f"reduction={self.reduction!r}, dtype={self.dtype.name}, backend={self.backend!r})")
+
+    # ---- parameters ----
+    @property
+    def weights(self):
+        """W[l] of shape (n_in, n_out): views into the parameter buffer on CPU backends,
+        host copies on "cuda"."""
+        return [self._ops.to_host(W) for W in self._state.params.W]
+
+    @property
+    def biases(self):
+        """b[l] of shape (n_out,): views on CPU backends, host copies on "cuda"."""
+        return [self._ops.to_host(b) for b in self._state.params.b]
+
+    @property
+    def flat_params(self):
+        """The one contiguous parameter buffer (in the backend's memory)."""
+        return self._state.params.flat
+
+    @property
+    def flat_grads(self):
+        """The one contiguous gradient buffer, as the last loss_and_grad/train_step left it."""
+        return self._state.grads.flat
+
+    def get_flat_params(self):
+        """A host copy of the parameter buffer."""
+        return np.array(self._ops.to_host(self._state.params.flat), copy=True)
+
+    def set_flat_params(self, flat):
+        """Copy a whole parameter vector in (length and values checked)."""
+        flat = validation.vector(flat, self.n_params, self.dtype, "flat params")
+        self._ops.copy_into(self._state.params.flat, flat)
+
+    def set_params(self, weights, biases):
+        """Copy values into the parameter buffer (shapes checked; nothing changes on error)."""
+        n = self.arch.n_layers
+        if len(weights) != n or len(biases) != n:
+            raise ValueError(f"set_params needs {n} weight and {n} bias arrays; got {len(weights)} and {len(biases)}")
+        flat = np.empty(self.n_params, dtype=self.dtype)
+        host = FlatBuffer(flat, self.arch)
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            for name, value, view in ((f"weights[{l}]", w, host.W[l]), (f"biases[{l}]", b, host.b[l])):
+                arr = np.asarray(value)
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+                if arr.shape != view.shape:
+                    raise ValueError(f"{name} must have shape {view.shape}; got {arr.shape}")
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"{name} contains NaN or inf")
+                view[...] = arr
+        self._ops.copy_into(self._state.params.flat, flat)
+
+    # ---- computation ----
+    def _inputs(self, X, y=None):
+        X = validation.features(X, self.dtype, self.arch.sizes[0])
+        if y is None:
+            return X
+        y = validation.targets(y, self.arch.loss, self.dtype, X.shape[0], self.arch.sizes[-1])
+        return X, y
+
+    def forward(self, X):
+        """Output activations (batch, n_out). For cross_entropy/bce these are the logits."""
+        X = self._inputs(X)
+        return np.asarray(self._ops.to_host(self._ops.forward(self._state, self._ops.from_host(X))))
+
+    def loss_value(self, X, y):
+        """The loss alone (no gradients computed, nothing changed)."""
+        X, y = self._inputs(X, y)
+        return self._ops.loss(self._state, self._ops.from_host(X), self._ops.from_host(y))
+
+    def loss_and_grad(self, X, y):
+        """-> (loss, dW list, db list); the parameters are unchanged. The gradients are copies."""
+        X, y = self._inputs(X, y)
+        loss = self._ops.loss_and_grad(self._state, self._ops.from_host(X), self._ops.from_host(y))
+        G = self._state.grads
+        copy = lambda a: np.array(self._ops.to_host(a), copy=True)   # noqa: E731
+        return loss, [copy(g) for g in G.W], [copy(g) for g in G.b]
+
+    def check_optimizer(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastbp optimizer (fastbp.SGD, fastbp.Adam); "
+                            f"got {type(optimizer).__name__}")
+        optimizer.check_compatible(self.n_params, self.dtype, self.backend)
+
+    def train_step(self, X, y, optimizer):
+        """Forward, backward and the optimizer's update, in place; -> loss.
+        A non-finite loss raises FloatingPointError and changes nothing."""
+        self.check_optimizer(optimizer)
+        X, y = self._inputs(X, y)
+        return self._ops.train_step(self._state, self._ops.from_host(X), self._ops.from_host(y), optimizer)
+
+    def fit(self, X, y, **options):
+        """Mini-batch training; see fastbp.training.fit for the options. -> history."""
+        from .training import fit
+        return fit(self, X, y, **options)
+
+    # ---- persistence ----
+    def save(self, path, optimizer=None):
+        from .checkpoint import save
+        save(self, path, optimizer)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        from .checkpoint import load
+        return load(path, backend)[0]

@@ -1,0 +1,137 @@
+"""Optimizers: hyper-parameters plus state buffers, each state one flat array shaped like
+the network's parameter buffer. The update itself is a backend kernel (`Ops.sgd_update`,
+`Ops.adam_update`), fused over the whole buffer.
+
+Semantics follow torch.optim.SGD (dampening 0) and torch.optim.Adam (L2 weight decay).
+An optimizer binds to the first network it updates; using it with a network of another
+size, dtype or backend is a ValueError.
+"""
+import math
+import numbers
+
+import numpy as np
+
+
+def _number(value, name, low=0.0, low_open=False, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    bad = (not math.isfinite(value) or value < low or (low_open and value == low)
+           or (high is not None and value >= high))
+    if bad:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and < {high}" if high is not None else "")
+        raise ValueError(f"{name} must be {bound}; got {value}")
+    return value
+
+
+class Optimizer:
+    state_names = ()
+
+    def __init__(self):
+        self._binding = None      # (n_params, dtype, backend name)
+        self._ops = None
+        self.state = {}           # name -> flat state buffer (backend array)
+        self.step_count = 0
+
+    def check_compatible(self, n_params, dtype, backend):
+        """ValueError if this optimizer already updates a different kind of network."""
+        wanted = (n_params, np.dtype(dtype), backend)
+        if self._binding is not None and self._binding != wanted:
+            n, dt, be = self._binding
+            raise ValueError(f"optimizer holds state for a network of {n} {dt} parameters on {be!r}; "
+                             f"got one of {n_params} {np.dtype(dtype)} parameters on {backend!r} "
+                             f"(use one optimizer per network)")
+
+    def bind(self, ops, params):
+        """Allocate the state buffers once, on the network's backend."""
+        if self._binding is None:
+            self._binding = (params.size, params.dtype, ops.name)
+            self._ops = ops
+            self.state = {name: ops.zeros(params.size, params.dtype) for name in self.state_names}
+
+    def update(self, ops, params, grads):
+        self.bind(ops, params)
+        self._apply(ops, params, grads)
+
+    def _apply(self, ops, params, grads):
+        raise NotImplementedError
+
+    # ---- checkpoints ----
+    def checkpoint_meta(self):
+        return dict(type=type(self).__name__, hyperparameters=self.hyperparameters(),
+                    step_count=self.step_count)
+
+    def checkpoint_arrays(self):
+        """Host copies of the state buffers (empty before the first update)."""
+        return {name: np.array(self._ops.to_host(buf), copy=True) for name, buf in self.state.items()}
+
+
+def optimizer_from_checkpoint(meta, arrays, net):
+    """Rebuild an optimizer saved with a checkpoint, its state bound to `net`."""
+    kinds = {"SGD": SGD, "Adam": Adam}
+    if meta.get("type") not in kinds:
+        raise ValueError(f"unknown optimizer type {meta.get('type')!r}")
+    hyper = dict(meta["hyperparameters"])
+    if "betas" in hyper:
+        hyper["betas"] = tuple(hyper["betas"])
+    opt = kinds[meta["type"]](**hyper)
+    opt.step_count = int(meta.get("step_count", 0))
+    if arrays:
+        ops = net._ops
+        opt.bind(ops, net.flat_params)
+        for name in opt.state_names:
+            if name not in arrays or arrays[name].shape != (net.n_params,):
+                raise ValueError(f"optimizer state {name!r} missing or of the wrong shape")
+            ops.copy_into(opt.state[name], arrays[name].astype(net.dtype))
+    return opt
+
+
+class SGD(Optimizer):
+    state_names = ("velocity",)
+
+    def __init__(self, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__()
+        self.lr = _number(lr, "lr", low_open=True)
+        self.momentum = _number(momentum, "momentum")
+        self.weight_decay = _number(weight_decay, "weight_decay")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def _apply(self, ops, params, grads):
+        self.step_count += 1
+        ops.sgd_update(params, grads, self.state["velocity"], self.lr, self.momentum,
+                       self.weight_decay, self.nesterov)
+
+    def hyperparameters(self):
+        return dict(lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                    nesterov=self.nesterov)
+
+    def __repr__(self):
+        return "SGD(" + ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items()) + ")"
+
+
+class Adam(Optimizer):
+    state_names = ("m", "v")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__()
+        self.lr = _number(lr, "lr", low_open=True)
+        if not hasattr(betas, "__len__") or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        self.betas = (_number(betas[0], "betas[0]", high=1.0), _number(betas[1], "betas[1]", high=1.0))
+        self.eps = _number(eps, "eps")
+        self.weight_decay = _number(weight_decay, "weight_decay")
+
+    def _apply(self, ops, params, grads):
+        self.step_count += 1
+        ops.adam_update(params, grads, self.state["m"], self.state["v"], self.step_count,
+                        self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay)
+
+    def hyperparameters(self):
+        return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
+
+    def __repr__(self):
+        return "Adam(" + ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items()) + ")"

@@ -1,0 +1,125 @@
+"""Argument checks at the API boundary (DESIGN.md, "Bad input").
+
+Everything is checked before anything is changed, so a rejected call leaves the network
+and the optimizer exactly as they were, and compiled kernels only ever see shapes and
+dtypes that were checked here.
+"""
+import numbers
+
+import numpy as np
+
+from . import losses
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype(dtype, argument="dtype"):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{argument} must be float32 or float64; got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{argument} must be float32 or float64; got {dt}")
+    return dt
+
+
+def layer_sizes(sizes):
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"layer_sizes must be a sequence of positive integers; got {sizes!r}")
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least 2 entries (inputs and outputs); got {list(sizes)}")
+    out = []
+    for i, n in enumerate(sizes):
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"layer_sizes[{i}] must be an integer; got {n!r}")
+        if n < 1:
+            raise ValueError(f"layer_sizes[{i}] must be >= 1; got {n}")
+        out.append(int(n))
+    return tuple(out)
+
+
+def _real_array(a, name):
+    """Any array-like of real numbers (bool, int, float) -> ndarray, without copying when possible."""
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name} is not a rectangular array of numbers: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {arr.dtype}")
+    return arr
+
+
+def _check_finite(arr, name):
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def kernel_array(a, name, ndim, dtype=None):
+    """A kernel input: a float32/float64 ndarray (never converted), finite, non-empty,
+    of `ndim` dimensions and of `dtype` when given -> a C-contiguous array (a copy only
+    for other memory layouts: the numbers are the same)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a float32 or float64 numpy array; got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64 (kernels never convert); got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} is {a.dtype} but the other arrays are {dtype}: all must share one dtype")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {a.shape}")
+    _check_finite(a, name)
+    return np.ascontiguousarray(a)
+
+
+def vector(a, n, dtype, name):
+    """A 1-D real array of length n -> contiguous array of dtype, finite."""
+    arr = _real_array(a, name)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},); got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(arr, name)
+    return arr
+
+
+def features(X, dtype, n_features, name="X"):
+    """Model input -> C-contiguous (batch, n_features) array of the network's dtype."""
+    arr = _real_array(X, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (batch, {n_features}); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {arr.shape}); need at least one row")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features (columns); got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(arr, name)
+    return arr
+
+
+def targets(y, loss, dtype, batch, n_out, name="y"):
+    """Targets for `loss` -> the array the kernels take: integer labels (batch,) for
+    cross_entropy, else a (batch, n_out) array of the network's dtype."""
+    arr = _real_array(y, name)
+    if arr.ndim == 0 or arr.shape[0] != batch:
+        raise ValueError(f"{name} must have one row per sample ({batch}); got shape {arr.shape}")
+    if loss == losses.CROSS_ENTROPY:
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be integer class labels of shape ({batch},) for cross_entropy; "
+                             f"got shape {arr.shape}")
+        _check_finite(arr, name)
+        labels = arr.astype(np.intp)
+        if not np.array_equal(labels, arr):
+            raise ValueError(f"{name} must hold integer class labels for cross_entropy; got non-integer values")
+        if labels.min() < 0 or labels.max() >= n_out:
+            raise ValueError(f"{name} labels must lie in [0, {n_out}) for {n_out} outputs; "
+                             f"got values in [{labels.min()}, {labels.max()}]")
+        return labels
+    if arr.ndim == 1 and n_out == 1:
+        arr = arr[:, None]
+    if arr.shape != (batch, n_out):
+        raise ValueError(f"{name} must have shape ({batch}, {n_out}); got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(arr, name)
+    return arr

@@ -1,0 +1,37 @@
+"""Shared test fixtures: every correctness test runs on every usable backend.
+
+The CUDA backend appears where a GPU or the simulator (NUMBA_ENABLE_CUDASIM=1) is usable;
+the simulator runs about 0.2 ms per simulated thread, so tests over big shapes take
+`cpu_backend` (or check `fast_backend`) instead of `backend`.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+
+BACKENDS = fb.available_backends()
+CUDA_SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+CPU_BACKENDS = tuple(b for b in BACKENDS if b != "cuda")
+FULL = os.environ.get("FASTBP_FULL") == "1"     # the long versions of the slow suites
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def cpu_backend(request):
+    return request.param
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def tolerance(dtype):
+    """Same-numbers tolerance vs the reference: 1e-10 relative in float64, rounding in float32."""
+    return dict(rtol=1e-10, atol=1e-12) if np.dtype(dtype) == np.float64 else dict(rtol=2e-4, atol=1e-5)
