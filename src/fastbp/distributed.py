@@ -1,0 +1,227 @@
+"""Synchronous data-parallel training over MPI (mpi4py): one full replica of the network per rank.
+
+Every rank calls `fit` with the same full X, y and the same arguments plus `comm=`. Each
+step, rank r takes its contiguous share of the global batch's rows (`shard`), computes the
+gradient of its share, weights it by its share of the rows (n_r / n for a "mean" loss, 1
+for "sum"), and ONE in-place Allreduce (sum) over the contiguous gradient buffer gives
+every rank the gradient of the whole global batch; every rank then applies the same
+update, so the replicas stay identical. A second, three-number Allreduce carries the
+global loss and the step's status, so every rank takes the same decision:
+
+    gradient of the global batch   = sum over ranks of (n_r / n) * gradient of shard r
+    loss of the global batch       = sum over ranks of (n_r / n) * loss of shard r
+
+Faults never leave a rank waiting in a collective: every rank runs the same collectives
+in the same order whatever happens locally. A rank whose shard gives a non-finite loss or
+gradient, or whose computation raises, still joins both Allreduces; the status then
+tells every rank to raise (FloatingPointError for non-finite values, before any update,
+as the single-process step does). Before training, `collective` runs the input checks on
+every rank and raises on all of them if any rank failed.
+
+mpi4py is imported only here, and only when a communicator is given: `import fastbp`
+never needs it (it is the optional extra `fastbp[mpi]`).
+"""
+import math
+import zlib
+
+import numpy as np
+
+# the status vector that travels with every step: [weighted loss, ranks that raised, ranks with non-finite values]
+_LOSS, _RAISED, _NONFINITE = 0, 1, 2
+
+# exception types raised as themselves on every rank; anything else is a RuntimeError on the others
+_PASSED_ON = {cls.__name__: cls for cls in (ValueError, TypeError, FloatingPointError, MemoryError)}
+
+
+def _mpi():
+    from mpi4py import MPI       # only reached with a communicator in hand
+    return MPI
+
+
+def check_comm(comm):
+    """An mpi4py intra-communicator (e.g. MPI.COMM_WORLD) -> itself; else TypeError/ValueError."""
+    try:
+        MPI = _mpi()
+    except ImportError:
+        raise TypeError(f"comm must be an mpi4py communicator, but mpi4py is not installed "
+                        f"(pip install 'fastbp[mpi]'); got {type(comm).__name__}") from None
+    if not isinstance(comm, MPI.Intracomm):
+        raise TypeError(f"comm must be an mpi4py intra-communicator such as MPI.COMM_WORLD; "
+                        f"got {type(comm).__name__}")
+    if comm == MPI.COMM_NULL:
+        raise ValueError("comm is MPI.COMM_NULL; pass a communicator this process belongs to")
+    return comm
+
+
+def is_root(comm):
+    """True on the rank that prints, logs and writes checkpoints (rank 0), and without MPI."""
+    return comm is None or comm.Get_rank() == 0
+
+
+def shard_bounds(n, rank, size):
+    """Rows [start, stop) of a batch of n rows that rank `rank` of `size` takes: contiguous,
+    in rank order, the first n % size ranks one row more (a rank may get none)."""
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def fingerprint(a):
+    """A cheap exact summary of an array (shape, dtype, CRC-32 of its bytes) to check that
+    every rank was given the same data."""
+    a = np.ascontiguousarray(a)
+    return (a.shape, a.dtype.str, zlib.crc32(a.view(np.uint8).reshape(-1)) if a.size else 0)
+
+
+class DataParallel:
+    """The data-parallel machinery for one network on one communicator.
+
+    `train_step(state, X, y, optimizer)` has the call signature of the single-process
+    step (`Ops.train_step`) with X, y the *global* batch as host arrays: every rank passes
+    the same rows and gets the same global loss back.
+    """
+
+    def __init__(self, comm, net):
+        self.comm = check_comm(comm)
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self._ops = net._ops
+        self._mean = net.reduction == "mean"
+        self._status = np.zeros(3, dtype=np.float64)
+        self._MPI = _mpi()
+
+    @property
+    def is_root(self):
+        return self.rank == 0
+
+    def shard(self, n):
+        """This rank's rows of a global batch of n rows, as a slice."""
+        return slice(*shard_bounds(n, self.rank, self.size))
+
+    # ---- collective agreement ----
+    def collective(self, what, fn, *args, **kwargs):
+        """Run fn(*args, **kwargs) on every rank; if it raises on any rank, raise on every
+        rank (the original exception where it happened, the same type naming that rank on
+        the others). -> fn's result on this rank."""
+        try:
+            result, report = fn(*args, **kwargs), None
+        except Exception as e:        # noqa: BLE001 -- passed on to every rank below
+            result, report, error = None, (type(e).__name__, str(e)), e
+        reports = self.comm.allgather(report)
+        failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]
+        if failed:
+            if report is not None:
+                raise error
+            r, (kind, message) = failed[0]
+            raise _PASSED_ON.get(kind, RuntimeError)(
+                f"{what} failed on rank {r} of {self.size} ({kind}): {message}")
+        return result
+
+    def check_same(self, what, value):
+        """ValueError on every rank unless `value` (anything comparable with ==) is the same on
+        every rank, e.g. the data fingerprint or the fit arguments."""
+        values = self.comm.allgather(value)
+        differ = [r for r, v in enumerate(values) if v != values[0]]
+        if differ:
+            raise ValueError(f"{what} must be the same on every rank (every rank calls fit with the "
+                             f"same data and arguments); rank {differ[0]} differs from rank 0: "
+                             f"{values[differ[0]]!r} vs {values[0]!r}")
+
+    def common_seed(self, seed):
+        """The root's seed on every rank (a fresh one drawn on the root when seed is None), so
+        every rank shuffles the same way."""
+        if seed is None and self.is_root:
+            seed = int(np.random.SeedSequence().entropy % (2 ** 63))
+        return self.comm.bcast(seed, root=0)
+
+    # ---- replicas ----
+    def broadcast_parameters(self, state, optimizer=None):
+        """Copy the root's parameters (and the optimizer's state, if it has any) to every rank."""
+        ops = self._ops
+        buffers = [state.params.flat]
+        if optimizer is not None:
+            self.check_same("the optimizer", (type(optimizer).__name__, optimizer.hyperparameters(),
+                                              sorted(optimizer.state), optimizer.step_count))
+            buffers += [optimizer.state[name] for name in sorted(optimizer.state)]
+        for buf in buffers:
+            host = ops.to_host(buf)          # the buffer itself on CPU backends
+            if not host.flags.writeable or not host.flags.c_contiguous:
+                host = np.array(host)
+            self.comm.Bcast(host, root=0)
+            if host is not buf:
+                ops.copy_into(buf, host)
+
+    # ---- one step ----
+    def train_step(self, state, X, y, optimizer):
+        """Forward and backward on this rank's shard of the global batch (X, y: host arrays,
+        the same on every rank), one Allreduce of the weighted gradients, the same update on
+        every rank; -> the loss of the global batch. A non-finite loss or gradient on any
+        rank raises FloatingPointError on every rank before anything is updated."""
+        ops, MPI = self._ops, self._MPI
+        grads = state.grads.flat
+        n = X.shape[0]
+        rows = self.shard(n)
+        n_local = rows.stop - rows.start
+        status = self._status
+        status[:] = 0.0
+        host = None
+        try:
+            if n_local:
+                local_loss = ops.loss_and_grad(state, ops.from_host(X[rows]), ops.from_host(y[rows]))
+                weight = n_local / n if self._mean else 1.0
+                host = ops.to_host(grads)               # the buffer itself on CPU backends
+                if weight != 1.0:
+                    host *= weight
+                status[_LOSS] = local_loss * weight
+            else:                                       # more ranks than rows: contribute nothing
+                host = ops.to_host(grads)
+                host[...] = 0
+        except Exception as e:          # noqa: BLE001 -- every rank raises below, after the collectives
+            error = e
+            status[_RAISED] = 1.0
+            host = np.zeros(grads.shape, dtype=grads.dtype)
+        else:
+            error = None
+        self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)      # THE gradient exchange
+        if not np.isfinite(host).all():  # NaN/inf on any rank (or an overflowing sum) poisons the sum
+            status[_NONFINITE] = 1.0
+        self.comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)    # loss + status: 3 numbers
+        loss = float(status[_LOSS])
+        if status[_RAISED]:
+            self._raise_failure("the training step", error)
+        if status[_NONFINITE] or not math.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss ({loss}) or gradient on a shard of the global batch "
+                                     f"({self.size} ranks); parameters left unchanged")
+        if host is not grads:
+            ops.copy_into(grads, host)
+        optimizer.update(ops, state.params.flat, grads)
+        return loss
+
+    def _raise_failure(self, what, error):
+        """Every rank is here together (the status said so): tell each who failed and why."""
+        report = None if error is None else (type(error).__name__, str(error))
+        reports = self.comm.allgather(report)
+        if error is not None:
+            raise error
+        r, (kind, message) = next((r, rep) for r, rep in enumerate(reports) if rep is not None)
+        raise _PASSED_ON.get(kind, RuntimeError)(f"{what} failed on rank {r} of {self.size} ({kind}): {message}")
+
+    # ---- evaluation ----
+    def loss(self, state, X, y):
+        """The loss of the whole (X, y) (host arrays, the same on every rank), each rank
+        evaluating its shard; -> the same float on every rank (NaN/inf reported, not raised)."""
+        ops, MPI = self._ops, self._MPI
+        n = X.shape[0]
+        rows = self.shard(n)
+        n_local = rows.stop - rows.start
+        status = np.zeros(2, dtype=np.float64)
+        error = None
+        if n_local:
+            try:
+                weight = n_local / n if self._mean else 1.0
+                status[0] = ops.loss(state, ops.from_host(X[rows]), ops.from_host(y[rows])) * weight
+            except Exception as e:      # noqa: BLE001
+                error, status[1] = e, 1.0
+        self.comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
+        if status[1]:
+            self._raise_failure("the loss evaluation", error)
+        return float(status[0])
