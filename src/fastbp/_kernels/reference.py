@@ -22,7 +22,10 @@ def gelu(z):
 
 def gelu_derivative(z):
     t = np.tanh(act.GELU_C * (z + act.GELU_K * z**3))
-    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * act.GELU_C * (1 + 3 * act.GELU_K * z * z)
+    # Beyond |z| = 100, 1 - t*t is exactly 0; clipping there keeps z*z from overflowing
+    # into 0 * inf = NaN for huge finite z (the derivative is 1 or 0 there).
+    zc = np.clip(z, -100, 100)
+    return 0.5 * (1 + t) + 0.5 * zc * (1 - t * t) * act.GELU_C * (1 + 3 * act.GELU_K * zc * zc)
 
 
 # code -> f(Z)
