@@ -1,0 +1,345 @@
+"""The numba.cuda backend: `CudaOps`, its kernels in cuda_*.py, everything on the device.
+
+Parameters, gradients, optimizer state and workspaces stay on the GPU; a training step
+reads back two numbers (the loss and a finiteness flag). `from_host`/`to_host` are the
+only host<->device copies, so `MLP.weights` on "cuda" are host copies.
+
+Network-level steps take one of two paths, chosen per network (`uses_fused`):
+  fused   every layer size <= 128: one kernel for the whole forward pass, one for the
+          backward delta propagation (cuda_fused.py), then per-layer weight-gradient
+          reductions.
+  tiled   otherwise: per layer, tiled shared-memory GEMMs with fused epilogues (cuda_gemm.py).
+`CudaOps.fused` forces a path (True/False) for tests and experiments; None is automatic.
+
+Public kernels (fastbp.kernels.*) accept host NumPy arrays (copied over, results copied
+back: host in, host out) or device arrays: any object with __cuda_array_interface__
+(Numba device arrays, CuPy arrays, PyTorch CUDA tensors), used in place without copies,
+results returned as Numba device arrays. Device inputs get the same checks as host ones
+(dtype, shape, non-empty, finite: a device reduction); a non-contiguous device input is
+copied once on the device into C order.
+
+Under NUMBA_ENABLE_CUDASIM=1 (numba's CUDA simulator, set before numba is imported) the
+same code runs on the CPU, slowly: that is how it is tested without a GPU.
+"""
+import math
+import threading
+
+import numpy as np
+
+from .. import activations, losses
+from ..validation import FLOAT_DTYPES, kernel_array
+from .base import Ops
+
+try:
+    from numba import cuda
+    _import_error = None
+except Exception as e:          # noqa: BLE001 - numba-cuda absent or broken: the backend is unusable
+    cuda = None
+    _import_error = e
+
+if cuda is not None:            # our own kernel modules: an error there is a bug, not "unavailable"
+    from . import cuda_elementwise as elementwise
+    from . import cuda_fused as fused_mlp
+    from . import cuda_gemm as gemm
+
+
+def available():
+    if cuda is None:
+        return False, (f"numba.cuda cannot be imported ({type(_import_error).__name__}: {_import_error}); "
+                       f"install numba-cuda")
+    try:
+        usable = cuda.is_available()
+    except Exception as e:      # noqa: BLE001 - a broken driver is "not usable", not a crash
+        return False, f"numba.cuda could not query the driver ({type(e).__name__}: {e})"
+    if not usable:
+        return False, ("numba.cuda finds no usable CUDA GPU and driver (for numba's slow CPU simulator, "
+                       "set NUMBA_ENABLE_CUDASIM=1 before Python starts)")
+    return True, "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)" if simulated() else ""
+
+
+def simulated():
+    from numba import config
+    return bool(getattr(config, "ENABLE_CUDASIM", False))
+
+
+def is_device_array(a):
+    """A Numba device array, or any object exposing __cuda_array_interface__."""
+    if cuda is None or isinstance(a, np.ndarray):
+        return False
+    return cuda.devicearray.is_cuda_ndarray(a) or hasattr(a, "__cuda_array_interface__")
+
+
+def as_device_array(a):
+    """A Numba device array viewing the same memory (no copy)."""
+    if cuda.devicearray.is_cuda_ndarray(a):
+        return a
+    return cuda.as_cuda_array(a)
+
+
+class _Meta:
+    """A network's shape as the fused kernels read it: small device arrays, made once."""
+
+    def __init__(self, arch):
+        self.sizes = arch.sizes
+        self.n_layers = arch.n_layers
+        offsets = arch.offsets
+        self.w_off = cuda.to_device(np.array([w for w, _ in offsets], dtype=np.int64))
+        self.b_off = cuda.to_device(np.array([b for _, b in offsets], dtype=np.int64))
+        self.sizes_d = cuda.to_device(np.array(arch.sizes, dtype=np.int64))
+        self.codes = cuda.to_device(np.array(arch.activations, dtype=np.int64))
+
+
+class _Workspace:
+    """Everything one batch size needs, allocated once: Z and A of every layer (one flat
+    buffer), the deltas (another), the loss partial sums and the read-back pair
+    result = [loss, all-finite flag]."""
+
+    def __init__(self, arch, M):
+        dtype, widths = arch.dtype, arch.sizes[1:]
+        self.M = M
+        za_off, at = [], 0
+        for n in widths:
+            za_off.append(at)
+            at += 2 * M * n
+        self.za = cuda.device_array(at, dtype=dtype)
+        d_off, at = [], 0
+        for n in widths:
+            d_off.append(at)
+            at += M * n
+        self.d = cuda.device_array(at, dtype=dtype)
+        self.Z = [self.za[o:o + M * n].reshape(M, n) for o, n in zip(za_off, widths)]
+        self.A = [self.za[o + M * n:o + 2 * M * n].reshape(M, n) for o, n in zip(za_off, widths)]
+        self.D = [self.d[o:o + M * n].reshape(M, n) for o, n in zip(d_off, widths)]
+        self.za_off = cuda.to_device(np.array(za_off, dtype=np.int64))
+        self.d_off = cuda.to_device(np.array(d_off, dtype=np.int64))
+        self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=dtype)
+        self.result = cuda.device_array(2, dtype=dtype)
+        self._scratch = {}
+
+    def scratch(self, name, shape):
+        key = (name, shape)
+        if key not in self._scratch:
+            self._scratch[key] = cuda.device_array(shape, dtype=self.za.dtype)
+        return self._scratch[key]
+
+
+def _fresh_scratch(dtype):
+    return lambda name, shape: cuda.device_array(shape, dtype=dtype)
+
+
+class CudaDataset:
+    """A training set copied to the device once; batches are sliced (in order) or gathered
+    (shuffled, the epoch's order uploaded once) on the device. A yielded batch is valid
+    until the next one is taken (the buffers are reused)."""
+
+    def __init__(self, X, y):
+        self.X = cuda.to_device(np.ascontiguousarray(X))
+        self.y = cuda.to_device(np.ascontiguousarray(y))
+        self.n = X.shape[0]
+        self._buffers = {}
+
+    def _buffer(self, which, rows):
+        src = self.X if which == "X" else self.y
+        key = (which, rows)
+        if key not in self._buffers:
+            self._buffers[key] = cuda.device_array((rows,) + src.shape[1:], dtype=src.dtype)
+        return self._buffers[key]
+
+    def batches(self, batch_size, order=None):
+        order_d = None if order is None else cuda.to_device(np.ascontiguousarray(order, dtype=np.intp))
+        for start in range(0, self.n, batch_size):
+            stop = min(self.n, start + batch_size)
+            if order_d is None:
+                yield self.X[start:stop], self.y[start:stop]
+            else:
+                rows = order_d[start:stop]
+                yield (elementwise.gather_rows(self.X, rows, self._buffer("X", stop - start)),
+                       elementwise.gather_rows(self.y, rows, self._buffer("y", stop - start)))
+
+
+class CudaOps(Ops):
+    name = "cuda"
+    fused = None            # None: automatic (every layer size <= 128); True / False: forced
+
+    def __init__(self):
+        self._local = threading.local()
+
+    # ---- memory ----
+    def from_host(self, a):
+        if is_device_array(a):
+            return as_device_array(a)
+        return cuda.to_device(np.ascontiguousarray(a))
+
+    def to_host(self, a):
+        if is_device_array(a):
+            return as_device_array(a).copy_to_host()
+        return np.asarray(a)
+
+    def zeros(self, n, dtype):
+        return elementwise.fill(cuda.device_array(n, dtype=dtype), 0.0)
+
+    def copy_into(self, dst, host_src):
+        dst.copy_to_device(np.ascontiguousarray(np.asarray(host_src, dtype=dst.dtype).reshape(dst.shape)))
+
+    def all_finite(self, a):
+        a = as_device_array(a) if is_device_array(a) else self.from_host(a)
+        if not a.is_c_contiguous():
+            a = elementwise.contiguous_copy(a)
+        flag = cuda.device_array(1, dtype=a.dtype)
+        elementwise.flag_nonfinite(a.reshape(a.size), flag, 0)
+        return bool(flag.copy_to_host()[0] == 1)
+
+    def dataset(self, X, y):
+        return CudaDataset(X, y)
+
+    # ---- the public kernel boundary ----
+    def kernel_inputs(self, named):
+        """Host arrays: the usual checks, then copied to the device (results come back to the
+        host). Device arrays: the same checks on the device, no copy (results stay there)."""
+        device = any(is_device_array(a) for _, a, _ in named)
+        self._local.device_outputs = device
+        dtype, out = None, []
+        for name, a, ndim in named:
+            if is_device_array(a):
+                a = self._checked_device_array(a, name, ndim, dtype)
+            else:
+                a = cuda.to_device(kernel_array(a, name, ndim, dtype))
+            dtype = a.dtype
+            out.append(a)
+        return out
+
+    def _checked_device_array(self, a, name, ndim, dtype):
+        try:
+            d = as_device_array(a)
+        except Exception as e:  # noqa: BLE001 - an interface numba cannot read is the caller's error
+            raise TypeError(f"{name} exposes __cuda_array_interface__ but numba.cuda cannot use it: {e}") from None
+        if d.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float32 or float64 (kernels never convert); got device array of {d.dtype}")
+        if dtype is not None and d.dtype != dtype:
+            raise TypeError(f"{name} is {d.dtype} but the other arrays are {dtype}: all must share one dtype")
+        if d.ndim != ndim:
+            raise ValueError(f"{name} must be {ndim}-D; got shape {d.shape}")
+        if d.size == 0:
+            raise ValueError(f"{name} must not be empty; got shape {d.shape}")
+        if not d.is_c_contiguous():
+            d = elementwise.contiguous_copy(d)
+        if not self.all_finite(d):
+            raise ValueError(f"{name} contains NaN or inf")
+        return d
+
+    def kernel_outputs(self, outs):
+        if getattr(self._local, "device_outputs", False):
+            return outs
+        if isinstance(outs, tuple):
+            return tuple(a.copy_to_host() for a in outs)
+        return outs.copy_to_host()
+
+    # ---- kernels ----
+    def linear_forward(self, X, W, b, act):
+        shape = (X.shape[0], W.shape[1])
+        Z, A = cuda.device_array(shape, dtype=X.dtype), cuda.device_array(shape, dtype=X.dtype)
+        gemm.linear_forward(X, W, b, act, Z, A)
+        return Z, A
+
+    def activation_backward(self, dA, Z, A, act):
+        return elementwise.activation_backward(dA, Z, A, act, cuda.device_array(dA.shape, dtype=dA.dtype))
+
+    def delta_propagate(self, delta, W, Z, A, act):
+        out = cuda.device_array((delta.shape[0], W.shape[0]), dtype=delta.dtype)
+        gemm.delta_propagate(delta, W, Z, A, act, out)
+        return out
+
+    def weight_gradient(self, A_prev, delta, dW=None, db=None):
+        if dW is None:
+            dW = cuda.device_array((A_prev.shape[1], delta.shape[1]), dtype=delta.dtype)
+            db = cuda.device_array(delta.shape[1], dtype=delta.dtype)
+        gemm.weight_gradient(A_prev, delta, dW, db, _fresh_scratch(delta.dtype))
+        return dW, db
+
+    def loss_and_output_grad(self, out, y, loss, reduction):
+        grad = cuda.device_array(out.shape, dtype=out.dtype)
+        partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=out.dtype)
+        result = cuda.device_array(1, dtype=out.dtype)
+        elementwise.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
+        return float(result.copy_to_host()[0]), grad
+
+    def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
+        elementwise.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+
+    def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
+        elementwise.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+
+    # ---- network level: workspaces allocated once per batch size, one read-back per step ----
+    def uses_fused(self, arch):
+        return fused_mlp.eligible(arch.sizes) if self.fused is None else bool(self.fused)
+
+    def _plan(self, state, M):
+        mine = state.scratch.setdefault("cuda", {"workspaces": {}})
+        if "meta" not in mine:
+            mine["meta"] = _Meta(state.arch)
+        spaces = mine["workspaces"]
+        if M not in spaces:
+            if len(spaces) >= 2:            # the full batch and the last, shorter one
+                spaces.pop(next(iter(spaces)))
+            spaces[M] = _Workspace(state.arch, M)
+        return mine["meta"], spaces[M]
+
+    def _forward_into(self, state, X, ws, meta, store_all):
+        P, arch = state.params, state.arch
+        if self.uses_fused(arch) and fused_mlp.eligible(arch.sizes):
+            fused_mlp.forward(X, P.flat, meta, ws.za, ws.za_off, store_all)
+        else:
+            A = X
+            for l, code in enumerate(arch.activations):
+                gemm.linear_forward(A, P.W[l], P.b[l], code, ws.Z[l], ws.A[l])
+                A = ws.A[l]
+        return ws.A[-1]
+
+    def _loss_into(self, state, X, y, ws, meta, store_all):
+        """Forward, then the loss into ws.result[0] and delta of the output layer into ws.D[-1]."""
+        arch = state.arch
+        out = self._forward_into(state, X, ws, meta, store_all)
+        elementwise.loss_and_output_grad(out, y, ws.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
+                                         ws.D[-1], ws.partials, ws.result)
+
+    def _backward(self, state, X, ws, meta):
+        arch, P, G = state.arch, state.params, state.grads
+        if self.uses_fused(arch) and fused_mlp.eligible(arch.sizes):
+            fused_mlp.backward(P.flat, meta, ws.za, ws.za_off, ws.d, ws.d_off, ws.M)
+        else:
+            for l in range(arch.n_layers - 1, 0, -1):
+                gemm.delta_propagate(ws.D[l], P.W[l], ws.Z[l - 1], ws.A[l - 1], arch.activations[l - 1], ws.D[l - 1])
+        for l in range(arch.n_layers):
+            gemm.weight_gradient(X if l == 0 else ws.A[l - 1], ws.D[l], G.W[l], G.b[l], ws.scratch)
+
+    def forward(self, state, X):
+        meta, ws = self._plan(state, X.shape[0])
+        out = self._forward_into(state, X, ws, meta, store_all=False)
+        mine = cuda.device_array(out.shape, dtype=out.dtype)
+        mine.copy_to_device(out)
+        return mine
+
+    def loss(self, state, X, y):
+        meta, ws = self._plan(state, X.shape[0])
+        self._loss_into(state, X, y, ws, meta, store_all=False)
+        return float(ws.result.copy_to_host()[0])
+
+    def loss_and_grad(self, state, X, y):
+        meta, ws = self._plan(state, X.shape[0])
+        self._loss_into(state, X, y, ws, meta, store_all=True)
+        self._backward(state, X, ws, meta)
+        return float(ws.result.copy_to_host()[0])
+
+    def train_step(self, state, X, y, optimizer):
+        meta, ws = self._plan(state, X.shape[0])
+        self._loss_into(state, X, y, ws, meta, store_all=True)
+        self._backward(state, X, ws, meta)
+        elementwise.flag_nonfinite(state.grads.flat, ws.result, 1)
+        loss, finite = (float(v) for v in ws.result.copy_to_host())      # the one read-back
+        if not (math.isfinite(loss) and finite == 1.0):
+            raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+        optimizer.update(self, state.params.flat, state.grads.flat)
+        return loss
+
+
+ops = CudaOps()

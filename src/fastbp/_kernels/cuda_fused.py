@@ -1,0 +1,155 @@
+"""The fully fused path for narrow networks (every layer size <= MAX_WIDTH = 128), in the
+manner of tiny-cuda-nn's fully fused MLP.
+
+    forward    ONE kernel for all layers. A block owns ROWS batch rows; their activations
+               stay in shared memory (two ping-pong buffers of ROWS x MAX_WIDTH) from the
+               input to the output, so intermediate layers never round-trip through global
+               memory on the way forward. Thread j computes output column j for all ROWS
+               rows at once (ROWS accumulators in registers), so each weight is read once
+               per block, by consecutive threads from consecutive addresses (coalesced).
+               Z and A of every layer are also written out (coalesced) for the backward
+               pass; for inference only the output layer is written.
+    backward   ONE kernel propagates the deltas through all layers the same way,
+               delta[l-1] = (delta[l] @ W[l].T) * f'(Z[l-1]), writing each delta[l] out.
+    gradients  dW[l] = A[l-1].T @ delta[l], db[l]: per layer, the split-batch tiled
+               reduction of cuda_gemm (a batch of 65,536 rows is cut into chunks so the
+               reduction fills the GPU).
+
+Shared memory per block: 2 * ROWS * 128 * itemsize = 32 KiB for float32 (ROWS = 32) and
+for float64 (ROWS = 16), under the 48 KiB static limit, leaving room for several blocks
+per SM.
+
+When it is used (`eligible`): max(layer sizes) <= 128. This is chosen by design, not
+measured (no GPU was available when it was written): for such widths one block holds a
+row's whole layer, so L forward launches become one and the activations stay on chip,
+which is where the per-layer tiled path loses on narrow networks (small GEMMs: few tiles,
+launch overhead, every activation written and re-read). Wider layers take cuda_gemm.
+"""
+import functools
+
+import numpy as np
+from numba import cuda
+
+from .cuda_math import device_functions, numba_type
+
+MAX_WIDTH = 128
+
+
+def rows_per_block(dtype):
+    return 32 if np.dtype(dtype).itemsize == 4 else 16
+
+
+def eligible(sizes):
+    return max(sizes) <= MAX_WIDTH
+
+
+def threads_per_block(sizes):
+    """One thread per column of the widest layer, rounded up to whole warps."""
+    return -(-max(sizes) // 32) * 32
+
+
+@functools.lru_cache(maxsize=None)
+def kernels(dtype):
+    T = numba_type(dtype)
+    activate, derivative, _ = device_functions(np.dtype(dtype))
+    ROWS = rows_per_block(dtype)
+    W_MAX = MAX_WIDTH
+
+    @cuda.jit(cache=True)
+    def forward(X, params, w_off, b_off, sizes, codes, n_layers, ZA, za_off, store_all):
+        """All layers for this block's ROWS rows. Layer l's Z is ZA[za_off[l]:] as (M, n),
+        its A follows at + M * n."""
+        H = cuda.shared.array((2, ROWS, W_MAX), T)
+        M = X.shape[0]
+        tid, n_threads = cuda.threadIdx.x, cuda.blockDim.x
+        row0 = cuda.blockIdx.x * ROWS
+        n_rows = min(ROWS, M - row0)
+        n0 = sizes[0]
+        for i in range(tid, ROWS * n0, n_threads):      # the input rows; zeros past the batch
+            r, c = i // n0, i % n0
+            H[0, r, c] = X[row0 + r, c] if r < n_rows else T(0)
+        cuda.syncthreads()
+        acc = cuda.local.array(ROWS, T)
+        cur = 0
+        for l in range(n_layers):
+            n_in, n_out, code = sizes[l], sizes[l + 1], codes[l]
+            w_at, b_at = w_off[l], b_off[l]
+            z_at = za_off[l]
+            a_at = z_at + M * n_out
+            store = store_all or l == n_layers - 1
+            for j in range(tid, n_out, n_threads):
+                bias = params[b_at + j]
+                for r in range(ROWS):
+                    acc[r] = bias
+                for k in range(n_in):
+                    w = params[w_at + k * n_out + j]     # consecutive j: coalesced
+                    for r in range(ROWS):
+                        acc[r] += H[cur, r, k] * w       # one address per warp: broadcast
+                for r in range(ROWS):
+                    z = acc[r]
+                    a = activate(z, code)
+                    H[1 - cur, r, j] = a
+                    if store and r < n_rows:
+                        at = (row0 + r) * n_out + j
+                        ZA[z_at + at] = z
+                        ZA[a_at + at] = a
+            cuda.syncthreads()
+            cur = 1 - cur
+
+    @cuda.jit(cache=True)
+    def backward(params, w_off, sizes, codes, n_layers, ZA, za_off, D, d_off, M):
+        """From delta[L-1] (in D, written by the loss kernel) down to delta[0]:
+        delta[l-1] = (delta[l] @ W[l].T) * f'(Z[l-1]). Layer l's delta is D[d_off[l]:] as (M, n)."""
+        S = cuda.shared.array((2, ROWS, W_MAX), T)
+        tid, n_threads = cuda.threadIdx.x, cuda.blockDim.x
+        row0 = cuda.blockIdx.x * ROWS
+        n_rows = min(ROWS, M - row0)
+        last = n_layers - 1
+        n_last = sizes[n_layers]
+        for i in range(tid, ROWS * n_last, n_threads):
+            r, c = i // n_last, i % n_last
+            S[0, r, c] = D[d_off[last] + (row0 + r) * n_last + c] if r < n_rows else T(0)
+        cuda.syncthreads()
+        acc = cuda.local.array(ROWS, T)
+        cur = 0
+        for l in range(last, 0, -1):
+            n_in, n_out = sizes[l], sizes[l + 1]       # W[l] is (n_in, n_out); layer l-1 has n_in units
+            code = codes[l - 1]
+            w_at = w_off[l]
+            z_at = za_off[l - 1]
+            a_at = z_at + M * n_in
+            d_at = d_off[l - 1]
+            for k in range(tid, n_in, n_threads):
+                for r in range(ROWS):
+                    acc[r] = T(0)
+                for j in range(n_out):
+                    w = params[w_at + k * n_out + j]     # row k of W: cached (W is at most 128 x 128)
+                    for r in range(ROWS):
+                        acc[r] += S[cur, r, j] * w
+                for r in range(ROWS):
+                    d = T(0)
+                    if r < n_rows:
+                        at = (row0 + r) * n_in + k
+                        d = acc[r] * derivative(ZA[z_at + at], ZA[a_at + at], code)
+                        D[d_at + at] = d
+                    S[1 - cur, r, k] = d
+            cuda.syncthreads()
+            cur = 1 - cur
+
+    return dict(forward=forward, backward=backward)
+
+
+def forward(X, params, meta, ZA, za_off, store_all):
+    """meta: the network's device arrays (w_off, b_off, sizes, codes) and host sizes."""
+    M = X.shape[0]
+    rows = rows_per_block(X.dtype)
+    blocks = -(-M // rows)
+    kernels(X.dtype)["forward"][blocks, threads_per_block(meta.sizes)](
+        X, params, meta.w_off, meta.b_off, meta.sizes_d, meta.codes, meta.n_layers, ZA, za_off, store_all)
+
+
+def backward(params, meta, ZA, za_off, D, d_off, M):
+    rows = rows_per_block(params.dtype)
+    blocks = -(-M // rows)
+    kernels(params.dtype)["backward"][blocks, threads_per_block(meta.sizes)](
+        params, meta.w_off, meta.sizes_d, meta.codes, meta.n_layers, ZA, za_off, D, d_off, M)
