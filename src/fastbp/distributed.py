@@ -21,7 +21,11 @@ every rank and raises on all of them if any rank failed.
 mpi4py is imported only here, and only when a communicator is given: `import fastbp`
 never needs it (it is the optional extra `fastbp[mpi]`).
 """
+import contextlib
 import math
+import os
+import sys
+import time
 import zlib
 
 import numpy as np
@@ -56,6 +60,66 @@ def check_comm(comm):
 def is_root(comm):
     """True on the rank that prints, logs and writes checkpoints (rank 0), and without MPI."""
     return comm is None or comm.Get_rank() == 0
+
+
+# what MPI launchers put in each process's environment: the number of processes of the job
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_size():
+    """How many processes the MPI launcher started with this one (1 when not under mpiexec)."""
+    for name in LAUNCHER_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def launcher_comm():
+    """MPI.COMM_WORLD when this process is one of several started by mpiexec, else None.
+    Under mpiexec without mpi4py: a RuntimeError (each process would train alone)."""
+    n = launched_size()
+    if n <= 1:
+        return None
+    try:
+        MPI = _mpi()
+    except ImportError:
+        raise RuntimeError(f"started by mpiexec as one of {n} processes, but mpi4py is not installed, so "
+                           f"they cannot train together: pip install 'fastbp[mpi]'") from None
+    return MPI.COMM_WORLD
+
+
+def run_on_every_rank(comm, fn, *args, grace_s=10.0):
+    """fn(*args) on every rank of `comm` (e.g. a command's body) -> its result, such that an
+    exception never leaves another rank waiting forever in a collective.
+
+    Errors that fastbp raised on every rank together (bad input, a non-finite loss: see
+    DataParallel.agreement) propagate, on rank 0 as they are, on the other ranks as
+    SystemExit(1) (rank 0's message already names the failing rank). An error on some
+    ranks only (a bug, a file missing on one machine) aborts the whole MPI job after
+    `grace_s` seconds, rather than leaving the others blocked.
+    """
+    guard = comm.Dup()                  # its own communicator: never mixed up with fit's collectives
+    try:
+        return fn(*args)
+    except Exception as e:              # noqa: BLE001 -- re-raised below, or the job is aborted
+        request, deadline = guard.Ibarrier(), time.monotonic() + grace_s
+        while not request.Test():
+            if time.monotonic() > deadline:
+                print(f"fastbp: rank {comm.Get_rank()} of {comm.Get_size()} failed alone "
+                      f"({type(e).__name__}: {e}); aborting the MPI job", file=sys.stderr, flush=True)
+                comm.Abort(1)
+            time.sleep(0.005)
+        if comm.Get_rank() == 0:
+            raise
+        raise SystemExit(1) from None
+    finally:
+        guard.Free()
+
+
+def agreement(dp, what):
+    """`dp.agreement(what)` with a DataParallel, nothing without one (single process)."""
+    return contextlib.nullcontext() if dp is None else dp.agreement(what)
 
 
 def shard_bounds(n, rank, size):
@@ -98,23 +162,36 @@ class DataParallel:
         return slice(*shard_bounds(n, self.rank, self.size))
 
     # ---- collective agreement ----
-    def collective(self, what, fn, *args, **kwargs):
-        """Run fn(*args, **kwargs) on every rank; if it raises on any rank, raise on every
-        rank (the original exception where it happened, the same type naming that rank on
-        the others). -> fn's result on this rank."""
+    @contextlib.contextmanager
+    def agreement(self, what):
+        """`with dp.agreement("checking fit's arguments"): ...` -- every rank leaves the block
+        together: if it raised on any rank, it raises on every rank (the original exception
+        where it happened; the same type, naming that rank and its message, on the others)."""
         try:
-            result, report = fn(*args, **kwargs), None
-        except Exception as e:        # noqa: BLE001 -- passed on to every rank below
-            result, report, error = None, (type(e).__name__, str(e)), e
-        reports = self.comm.allgather(report)
-        failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]
-        if failed:
-            if report is not None:
-                raise error
-            r, (kind, message) = failed[0]
-            raise _PASSED_ON.get(kind, RuntimeError)(
-                f"{what} failed on rank {r} of {self.size} ({kind}): {message}")
-        return result
+            yield
+        except Exception as e:        # noqa: BLE001 -- re-raised after telling the other ranks
+            self._agree(what, e)
+            raise
+        self._agree(what, None)
+
+    def collective(self, what, fn, *args, **kwargs):
+        """fn(*args, **kwargs) on every rank, under `agreement(what)` -> fn's result here."""
+        with self.agreement(what):
+            return fn(*args, **kwargs)
+
+    def _agree(self, what, error):
+        """One allgather of (this rank's error or None); raise here if another rank failed."""
+        reports = self.comm.allgather(None if error is None else (type(error).__name__, str(error)))
+        if error is None:
+            failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]
+            if failed:
+                r, (kind, message) = failed[0]
+                raise _PASSED_ON.get(kind, RuntimeError)(
+                    f"{what} failed on rank {r} of {self.size} ({kind}): {message}")
+
+    def any_rank(self, flag):
+        """True on every rank if `flag` is true on any rank (e.g. a callback asking to stop)."""
+        return bool(self.comm.allreduce(bool(flag), op=self._MPI.LOR))
 
     def check_same(self, what, value):
         """ValueError on every rank unless `value` (anything comparable with ==) is the same on
@@ -151,6 +228,15 @@ class DataParallel:
                 ops.copy_into(buf, host)
 
     # ---- one step ----
+    def make_step(self, net, optimizer):
+        """-> step(X_batch, y_batch) -> global loss, like training.make_step; the global
+        gradient is left in the network's gradient buffer (for the diagnostics)."""
+        state = net._state
+
+        def step(X, y):
+            return self.train_step(state, X, y, optimizer)
+        return step
+
     def train_step(self, state, X, y, optimizer):
         """Forward and backward on this rank's shard of the global batch (X, y: host arrays,
         the same on every rank), one Allreduce of the weighted gradients, the same update on
@@ -197,31 +283,6 @@ class DataParallel:
         return loss
 
     def _raise_failure(self, what, error):
-        """Every rank is here together (the status said so): tell each who failed and why."""
-        report = None if error is None else (type(error).__name__, str(error))
-        reports = self.comm.allgather(report)
-        if error is not None:
-            raise error
-        r, (kind, message) = next((r, rep) for r, rep in enumerate(reports) if rep is not None)
-        raise _PASSED_ON.get(kind, RuntimeError)(f"{what} failed on rank {r} of {self.size} ({kind}): {message}")
-
-    # ---- evaluation ----
-    def loss(self, state, X, y):
-        """The loss of the whole (X, y) (host arrays, the same on every rank), each rank
-        evaluating its shard; -> the same float on every rank (NaN/inf reported, not raised)."""
-        ops, MPI = self._ops, self._MPI
-        n = X.shape[0]
-        rows = self.shard(n)
-        n_local = rows.stop - rows.start
-        status = np.zeros(2, dtype=np.float64)
-        error = None
-        if n_local:
-            try:
-                weight = n_local / n if self._mean else 1.0
-                status[0] = ops.loss(state, ops.from_host(X[rows]), ops.from_host(y[rows])) * weight
-            except Exception as e:      # noqa: BLE001
-                error, status[1] = e, 1.0
-        self.comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
-        if status[1]:
-            self._raise_failure("the loss evaluation", error)
-        return float(status[0])
+        """Every rank is here together (the status said so): each learns who failed and why."""
+        self._agree(what, error)
+        raise error
