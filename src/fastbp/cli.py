@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("train", "info")
+SUBCOMMANDS = ("train", "info", "bench")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,96 @@
+"""First-call latency: in a fresh Python process, how long until `import fastbp` is done,
+until the backend (or peer library) is imported, and until the first training step has
+finished. What a user waits for when a script starts.
+
+Each measurement is one new interpreter (`python -c PROBE`). For Numba, "cold" runs with
+an empty temporary NUMBA_CACHE_DIR (every kernel is compiled), "warm" with the same
+directory again (kernels loaded from the cache written by the cold run). Backends without
+a JIT are measured the same way, so the two columns show the run-to-run noise too.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import fastbp as fb
+t1 = time.perf_counter()
+kind, name, workload, dtype = sys.argv[1:5]
+from fastbp.benchmark.workloads import ALL, make_batch, make_net
+from fastbp.benchmark import guard, peers
+w = ALL[workload]
+X, y = make_batch(w, np.dtype(dtype))
+if kind == "fastbp":
+    from fastbp._kernels import get_ops
+    get_ops(name)                                   # imports the backend (and Numba, say)
+    t2 = time.perf_counter()
+    net = make_net(w, np.dtype(dtype), name)
+    opt = fb.SGD(guard.LR)
+    loss = net.train_step(X, y, opt)
+else:
+    __import__(peers.PEERS[name].library)
+    t2 = time.perf_counter()
+    ref = make_net(w, np.dtype(dtype), "numpy")
+    step = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, guard.LR)
+    loss = step()
+t3 = time.perf_counter()
+print(json.dumps(dict(import_fastbp_s=t1 - t0, import_backend_s=t2 - t1, first_step_s=t3 - t2,
+                      to_first_step_s=t3 - t0, loss=float(loss))))
+"""
+
+
+def probe(kind, name, workload, dtype, env):
+    """One fresh process -> its timings, plus the wall time of the whole process."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PROBE, kind, name, workload, dtype],
+                          env=env, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"cold-start probe for {kind} {name} failed: {last}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["process_s"] = wall
+    return out
+
+
+def measure(candidates, workload, dtype, warm_runs=3, progress=None):
+    """candidates: [(kind, name)], kind "fastbp" (a backend) or "peer".
+    -> [{kind, name, cold: {...}, warm: {... medians over warm_runs}}]."""
+    rows = []
+    for i, (kind, name) in enumerate(candidates):
+        with tempfile.TemporaryDirectory(prefix="fastbp-cold-") as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            if progress:
+                progress(f"[{i + 1}/{len(candidates)}] {kind} {name}: cold JIT cache")
+            cold = probe(kind, name, workload, dtype, env)
+            warm_samples = []
+            for r in range(warm_runs):
+                if progress:
+                    progress(f"[{i + 1}/{len(candidates)}] {kind} {name}: warm JIT cache, run {r + 1}/{warm_runs}")
+                warm_samples.append(probe(kind, name, workload, dtype, env))
+        warm = {k: statistics.median(s[k] for s in warm_samples) for k in cold if k != "loss"}
+        rows.append(dict(kind=kind, name=name, cold=cold, warm=warm, warm_runs=warm_runs))
+    return rows
+
+
+def table(rows, workload, dtype):
+    lines = [f"fastbp bench --cold: fresh processes, one {dtype} training step of {workload}; milliseconds",
+             "cold = empty NUMBA_CACHE_DIR (JIT compiles everything), warm = the cache the cold run wrote "
+             "(median of the warm runs)",
+             f"  {'implementation':<16}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
+             f"{'to 1st step':>13}{'process':>10}"]
+    for r in rows:
+        for which in ("cold", "warm"):
+            m = r[which]
+            lines.append(f"  {(r['kind'] + ':' + r['name']):<16}"
+                         + "".join(f"{1e3 * m[k]:>{w},.0f}" for k, w in (
+                             ("import_fastbp_s", 15), ("import_backend_s", 16), ("first_step_s", 12),
+                             ("to_first_step_s", 13), ("process_s", 10)))
+                         + f"  {which}")
+    return "\n".join(lines)

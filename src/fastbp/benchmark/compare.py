@@ -1,0 +1,159 @@
+"""The side-by-side comparison: per workload, every fastbp backend, backend="auto" and
+every installed peer, checked (guard.py), then timed interleaved in this process
+(timing.py). -> one plain dict, the record that report.py prints and saves.
+"""
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import guard, timing
+from .workloads import make_batch, make_net
+
+SETTINGS = {       # repeats, block length, warm-up per candidate, GEMM size
+    "default": dict(repeats=15, block_s=0.01, warmup_s=0.2, gemm_n=2048),
+    "quick": dict(repeats=3, block_s=0.002, warmup_s=0.02, gemm_n=512),
+}
+
+
+def fastbp_candidates(workload, dtype, backends, X, y, ref):
+    """{label: step} for each backend and "auto", each checked against the reference."""
+    import fastbp as fb
+    steps, rows = {}, []
+    for backend in list(backends) + ["auto"]:
+        net = make_net(workload, dtype, backend)
+        net.set_params(ref["weights"], ref["biases"])
+        optimizer = fb.SGD(guard.LR)
+
+        def step(net=net, optimizer=optimizer):
+            return net.train_step(X, y, optimizer)
+        label = f"fastbp:{backend}" if backend != "auto" else f"fastbp:auto={net.backend}"
+        losses = [step() for _ in range(guard.STEPS)]
+        error = guard.check_losses(label, workload, dtype, losses, ref)
+        steps[label] = step
+        rows.append(dict(name=label, kind="fastbp", backend=net.backend, auto=backend == "auto",
+                         status="ok", check_error=error))
+    return steps, rows
+
+
+def peer_candidates(workload, dtype, peers, absent, X, y, ref):
+    steps, rows = {}, []
+    for peer in peers:
+        label = f"peer:{peer.name}"
+        if peer.name in absent:
+            rows.append(dict(name=label, kind="peer", status="absent", reason=absent[peer.name]))
+            continue
+        ok, why = peer.supports(workload)
+        if not ok:
+            rows.append(dict(name=label, kind="peer", status="unsupported", reason=why))
+            continue
+        step = peer.build(workload, ref["weights"], ref["biases"], X, y, guard.LR)
+        losses = [step() for _ in range(guard.STEPS)]
+        error = guard.check_losses(label, workload, dtype, losses, ref)
+        steps[label] = step
+        rows.append(dict(name=label, kind="peer", status="ok", check_error=error))
+    return steps, rows
+
+
+def run_workload(workload, dtype, backends, peers, absent, settings, peak_gflops, progress=None):
+    X, y = make_batch(workload, dtype)
+    ref = guard.reference(workload, dtype, X, y)
+    from fastbp._kernels import resolve
+    gradient_errors = {}
+    for backend in dict.fromkeys(list(backends) + [resolve("auto")]):    # auto's backend too
+        if backend != "numpy":                    # numpy is the reference itself
+            if progress:
+                progress(f"checking {backend} against the reference")
+            gradient_errors[backend] = guard.check_gradients(workload, dtype, X, y, backend, ref)
+    f_steps, f_rows = fastbp_candidates(workload, dtype, backends, X, y, ref)
+    p_steps, p_rows = peer_candidates(workload, dtype, peers, absent, X, y, ref)
+    timings = timing.interleaved({**f_steps, **p_steps}, settings["repeats"], settings["block_s"],
+                                 settings["warmup_s"], progress)
+    rows = f_rows + p_rows
+    for row in rows:
+        t = timings.get(row["name"])
+        if t is None:
+            continue
+        row.update(median_us=t.median_s * 1e6, q1_us=t.q1_s * 1e6, q3_us=t.q3_s * 1e6,
+                   rounds=t.rounds, calls_per_round=t.calls_per_round,
+                   gflops=workload.flops / t.median_s / 1e9)
+        row["pct_peak"] = 100.0 * row["gflops"] / peak_gflops
+    timed = [r for r in rows if r["status"] == "ok"]
+    best = lambda rs: min(rs, key=lambda r: r["median_us"]) if rs else None   # noqa: E731
+    best_fastbp = best([r for r in timed if r["kind"] == "fastbp" and not r["auto"]])
+    auto = next((r for r in timed if r.get("auto")), None)
+    best_peer = best([r for r in timed if r["kind"] == "peer"])
+    speedup = lambda r: best_peer["median_us"] / r["median_us"] if (r and best_peer) else None  # noqa: E731
+    return dict(name=workload.name, sizes=list(workload.sizes), batch=workload.batch,
+                activation=workload.activation, output_activation=workload.output_activation,
+                loss=workload.loss, n_params=workload.n_params, flops=workload.flops,
+                gradient_errors=gradient_errors, tolerance=guard.tolerance(workload, dtype),
+                results=rows,
+                best_fastbp=best_fastbp and best_fastbp["name"], best_peer=best_peer and best_peer["name"],
+                speedup_best=speedup(best_fastbp), speedup_auto=speedup(auto))
+
+
+def machine():
+    import os
+
+    import fastbp
+    info = dict(platform=platform.platform(), python=platform.python_version(),
+                processor=_cpu_model(), cpu_count=os.cpu_count(), fastbp=fastbp.__version__,
+                numpy=np.__version__)
+    for module in ("numba", "torch", "jax", "sklearn", "scipy"):
+        if module in sys.modules:
+            info[module] = getattr(sys.modules[module], "__version__", "?")
+    return info
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run(workloads, dtype, backends, peers, settings, progress=None, command=None, note=""):
+    """The whole comparison -> the record (a JSON-ready dict)."""
+    from . import threads
+    absent = {}
+    for peer in peers:
+        ok, why = peer.available()
+        if not ok:
+            absent[peer.name] = why
+    dtype = np.dtype(dtype)
+    if progress:
+        progress("measuring the GEMM peak")
+    started = time.perf_counter()
+    peak_before = timing.gemm_peak(settings["gemm_n"], dtype=dtype)
+    records = []
+    for i, workload in enumerate(workloads):
+        say = (lambda m, i=i, w=workload: progress(f"[{i + 1}/{len(workloads)} {w.name}] {m}")) if progress else None
+        records.append(run_workload(workload, dtype, backends, peers, absent, settings, peak_before, say))
+    if progress:
+        progress("measuring the GEMM peak again")
+    peak_after = timing.gemm_peak(settings["gemm_n"], dtype=dtype)
+    peak = max(peak_before, peak_after)
+    for record in records:                         # percentages against the better of the two
+        for row in record["results"]:
+            if "gflops" in row:
+                row["pct_peak"] = 100.0 * row["gflops"] / peak
+    from fastbp._kernels import unavailable_reasons
+    return dict(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        note=note, machine=machine(), threads=threads.describe(), dtype=dtype.name,
+        settings=dict(settings), learning_rate=guard.LR,
+        gemm=dict(dtype=dtype.name, n=settings["gemm_n"], gflops_before=peak_before,
+                  gflops_after=peak_after, peak_gflops=peak),
+        backends=list(backends), unavailable_backends=unavailable_reasons(),
+        peers=[p.name for p in peers], absent_peers=absent,
+        workloads=records, seconds=time.perf_counter() - started,
+        flop_count="6*B*sum(n_in*n_out) - 2*B*n_0*n_1 (matrix products only; see fastbp.benchmark.workloads)",
+    )

@@ -1,0 +1,98 @@
+"""The record of a comparison as a table (text), as JSON, and as a bar chart."""
+import json
+import math
+import os
+
+
+def _num(x, fmt):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _flops(n):
+    return f"{n / 1e6:,.2f} MFLOP" if n >= 1e5 else f"{n:,} FLOP"
+
+
+def table(record):
+    """The text table: per workload, one row per candidate, then the speed-ups."""
+    dt = record["dtype"]
+    gemm = record["gemm"]
+    lines = [
+        f"fastbp bench: one {dt} SGD training step (forward + backward + update), median of "
+        f"{record['settings']['repeats']} interleaved rounds, warm-up excluded",
+        f"machine: {record['machine']['processor']}, {len(record['threads']['affinity'])} CPUs usable; "
+        f"{'s' if dt == 'float32' else 'd'}gemm peak in this run: {gemm['peak_gflops']:.1f} GFLOP/s "
+        f"({gemm['n']}x{gemm['n']}; {gemm['gflops_before']:.1f} before, {gemm['gflops_after']:.1f} after)",
+        "GFLOP/s counts the matrix products only: 6*B*sum(n_in*n_out) - 2*B*n0*n1 per step",
+    ]
+    if record["absent_peers"]:
+        lines.append("absent peers: " + "; ".join(f"{k} ({v})" for k, v in record["absent_peers"].items()))
+    if record["unavailable_backends"]:
+        lines.append("fastbp backends not usable here: "
+                     + "; ".join(f"{k} ({v})" for k, v in record["unavailable_backends"].items()))
+    header = f"  {'implementation':<22}{'us/step':>12}{'IQR %':>8}{'GFLOP/s':>10}{'% peak':>8}{'vs best peer':>14}"
+    for w in record["workloads"]:
+        lines += ["", f"{w['name']}: {'-'.join(map(str, w['sizes']))}, batch {w['batch']}, {w['activation']}, "
+                  f"{w['loss']}; {w['n_params']:,} params, {_flops(w['flops'])}/step", header]
+        peer_best = next((r for r in w["results"] if r["name"] == w["best_peer"]), None)
+        for r in w["results"]:
+            if r["status"] != "ok":
+                lines.append(f"  {r['name']:<22}{r['status']:>12}  ({r['reason']})")
+                continue
+            spread = 100 * (r["q3_us"] - r["q1_us"]) / r["median_us"]
+            ratio = peer_best["median_us"] / r["median_us"] if peer_best else None
+            mark = "  <- best peer" if r["name"] == w["best_peer"] else ""
+            lines.append(f"  {r['name']:<22}{r['median_us']:>12,.1f}{spread:>8.0f}{r['gflops']:>10.3g}"
+                         f"{r['pct_peak']:>8.2g}{_num(ratio, '>13.2f')}x{mark}")
+        if w["speedup_best"] is not None:
+            lines.append(f"  speed-up over the best peer ({w['best_peer']}): fastbp best ({w['best_fastbp']}) "
+                         f"{w['speedup_best']:.2f}x, auto {_num(w['speedup_auto'], '.2f')}x")
+        else:
+            lines.append("  speed-up: no peer timed")
+    return "\n".join(lines)
+
+
+def write_json(record, path):
+    """Write the record atomically (a temporary file renamed into place)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def check_plot_available():
+    """-> None, or the reason a plot cannot be drawn (matplotlib missing)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "--plot needs matplotlib, which is not installed (pip install matplotlib, or fastbp[plot])"
+    return None
+
+
+def plot(record, path):
+    """Bars of microseconds per step, one panel per workload (log scale), fastbp in blue,
+    peers in grey."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    workloads = record["workloads"]
+    fig, axes = plt.subplots(len(workloads), 1, figsize=(8, 1.2 + 0.45 * sum(
+        1 + sum(r["status"] == "ok" for r in w["results"]) for w in workloads)), squeeze=False)
+    for ax, w in zip(axes[:, 0], workloads):
+        rows = [r for r in w["results"] if r["status"] == "ok"]
+        names = [r["name"] for r in rows]
+        values = [r["median_us"] for r in rows]
+        errors = [[r["median_us"] - r["q1_us"] for r in rows], [r["q3_us"] - r["median_us"] for r in rows]]
+        colors = ["tab:blue" if r["kind"] == "fastbp" else "tab:gray" for r in rows]
+        ax.barh(names, values, xerr=errors, color=colors)
+        ax.set_xscale("log")
+        ax.set_xlim(left=min(values) / 3, right=max(values) * 3)
+        ax.invert_yaxis()
+        ax.set_title(f"{w['name']} ({'-'.join(map(str, w['sizes']))}, batch {w['batch']})", fontsize=9)
+        ax.tick_params(labelsize=8)
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
+    axes[-1, 0].set_xlabel(f"microseconds per {record['dtype']} training step (median; log scale; lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
