@@ -14,7 +14,7 @@ from .optim import Optimizer
 def initial_parameters(arch, seed):
     """He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases.
     Drawn in float64 from one seeded generator, so both dtypes start from the same values."""
-    rng = np.random.default_rng(seed)
+    rng = validation.random_generator(seed)
     flat = np.zeros(arch.n_params, dtype=np.float64)
     for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
         if code in activations.RELU_LIKE:
@@ -123,8 +123,7 @@ class MLP:
     def set_params(self, weights, biases):
         """Copy values into the parameter buffer (shapes checked; nothing changes on error)."""
         n = self.arch.n_layers
-        if len(weights) != n or len(biases) != n:
-            raise ValueError(f"set_params needs {n} weight and {n} bias arrays; got {len(weights)} and {len(biases)}")
+        weights, biases = validation.sequence_of(weights, n, "weights"), validation.sequence_of(biases, n, "biases")
         flat = np.empty(self.n_params, dtype=self.dtype)
         host = FlatBuffer(flat, self.arch)
         for l, (w, b) in enumerate(zip(weights, biases)):
@@ -169,7 +168,7 @@ class MLP:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer (fastbp.SGD, fastbp.Adam); "
                             f"got {type(optimizer).__name__}")
-        optimizer.check_compatible(self.n_params, self.dtype, self.backend)
+        optimizer.check_compatible(self.n_params, self.dtype, self.backend, self._state.params.flat)
 
     def train_step(self, X, y, optimizer):
         """Forward, backward and the optimizer's update, in place; -> loss.

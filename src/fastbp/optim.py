@@ -3,8 +3,9 @@ the network's parameter buffer. The update itself is a backend kernel (`Ops.sgd_
 `Ops.adam_update`), fused over the whole buffer.
 
 Semantics follow torch.optim.SGD (dampening 0) and torch.optim.Adam (L2 weight decay).
-An optimizer binds to the first network it updates; using it with a network of another
-size, dtype or backend is a ValueError.
+An optimizer binds to the first network it updates (its parameter buffer): using it with
+any other network, even one of the same shape, is a ValueError, as its state belongs to
+the first one.
 """
 import math
 import numbers
@@ -29,23 +30,29 @@ class Optimizer:
 
     def __init__(self):
         self._binding = None      # (n_params, dtype, backend name)
+        self._params = None       # the parameter buffer the state belongs to
         self._ops = None
         self.state = {}           # name -> flat state buffer (backend array)
         self.step_count = 0
 
-    def check_compatible(self, n_params, dtype, backend):
-        """ValueError if this optimizer already updates a different kind of network."""
+    def check_compatible(self, n_params, dtype, backend, params=None):
+        """ValueError if this optimizer already updates another network: a different kind
+        (size, dtype, backend) or, when `params` (the network's buffer) is given, another one."""
         wanted = (n_params, np.dtype(dtype), backend)
         if self._binding is not None and self._binding != wanted:
             n, dt, be = self._binding
             raise ValueError(f"optimizer holds state for a network of {n} {dt} parameters on {be!r}; "
                              f"got one of {n_params} {np.dtype(dtype)} parameters on {backend!r} "
                              f"(use one optimizer per network)")
+        if params is not None and self._params is not None and params is not self._params:
+            raise ValueError("optimizer holds state for another network (of the same shape); "
+                             "use one optimizer per network")
 
     def bind(self, ops, params):
         """Allocate the state buffers once, on the network's backend."""
         if self._binding is None:
             self._binding = (params.size, params.dtype, ops.name)
+            self._params = params
             self._ops = ops
             self.state = {name: ops.zeros(params.size, params.dtype) for name in self.state_names}
 

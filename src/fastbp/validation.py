@@ -14,6 +14,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_dtype(dtype, argument="dtype"):
+    if dtype is None:       # np.dtype(None) would quietly mean float64
+        raise TypeError(f"{argument} must be float32 or float64; got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -21,6 +23,23 @@ def float_dtype(dtype, argument="dtype"):
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"{argument} must be float32 or float64; got {dt}")
     return dt
+
+
+def random_generator(seed, argument="seed"):
+    """np.random.default_rng(seed), its errors naming the argument."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{argument} must be None or a non-negative integer; got {seed!r} ({e})") from None
+
+
+def sequence_of(value, n, argument):
+    """A list of n items from a sequence (list, tuple, ...); TypeError/ValueError naming the argument."""
+    if isinstance(value, (str, bytes, np.ndarray)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{argument} must be a sequence of {n} arrays (one per layer); got {type(value).__name__}")
+    if len(value) != n:
+        raise ValueError(f"{argument} must hold {n} arrays (one per layer); got {len(value)}")
+    return list(value)
 
 
 def layer_sizes(sizes):
@@ -109,13 +128,12 @@ def targets(y, loss, dtype, batch, n_out, name="y"):
             raise ValueError(f"{name} must be integer class labels of shape ({batch},) for cross_entropy; "
                              f"got shape {arr.shape}")
         _check_finite(arr, name)
-        labels = arr.astype(np.intp)
-        if not np.array_equal(labels, arr):
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
             raise ValueError(f"{name} must hold integer class labels for cross_entropy; got non-integer values")
-        if labels.min() < 0 or labels.max() >= n_out:
+        if arr.min() < 0 or arr.max() >= n_out:      # checked before the cast, which could wrap
             raise ValueError(f"{name} labels must lie in [0, {n_out}) for {n_out} outputs; "
-                             f"got values in [{labels.min()}, {labels.max()}]")
-        return labels
+                             f"got values in [{arr.min()}, {arr.max()}]")
+        return arr.astype(np.intp)
     if arr.ndim == 1 and n_out == 1:
         arr = arr[:, None]
     if arr.shape != (batch, n_out):
