@@ -1,18 +1,532 @@
-# Cython CPU kernels. Inputs are checked at the Python boundary (fastbp.validation),
-# so bounds checks are off here.
-cimport cython
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The Cython CPU kernels: BLAS GEMMs with the elementwise work fused around them.
 
-ctypedef fused real:
-    float
-    double
+    forward     Z = A_prev @ W          (GEMM)   then one pass: Z += b, A = f(Z)
+    backward    dW = A_prev.T @ delta   (GEMM)
+                D = delta @ W.T         (GEMM)   then one pass: D *= f'(Z), db = D.sum(0)
+    output      one pass: loss and dLoss/dOut;   then the same f'/db pass
+    update      one pass over the flat parameter buffer (SGD, momentum, Nesterov, Adam)
+
+`network_step` runs all of it for a whole network in one call, over the flat parameter and
+gradient buffers and a workspace the caller allocates once (see cython_cpu.py for its layout).
+Arguments are checked at the Python boundary (fastbp.validation, cython_cpu.py): nothing
+here checks shapes. The elementwise passes split columns over OpenMP threads when the
+extension was built with OpenMP and the pass is big enough (`parallel_min`).
+"""
+from libc.math cimport sqrt, sqrtf, log, isfinite
+from libc.float cimport FLT_MAX, DBL_MAX
+from cython.parallel cimport prange
+
+from fastbp._kernels._cy_activations cimport (
+    real, activate, derivative, derivative_from_output, sigmoid, r_exp, r_log1p, r_abs,
+    IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU, N_ACTIVATIONS, LEAKY_SLOPE)
+from fastbp._kernels._cy_blas cimport sgemm_rm, dgemm_rm
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTBP_OPENMP 1
+    static int fastbp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define FASTBP_OPENMP 0
+    static int fastbp_max_threads(void) { return 1; }
+    #endif
+    """
+    const int FASTBP_OPENMP
+    int fastbp_max_threads() noexcept nogil
+
+# loss and reduction codes (fastbp.losses)
+cdef enum:
+    MSE = 0
+    CROSS_ENTROPY = 1
+    BCE = 2
+    MEAN = 0
+    SUM = 1
+
+# network_step modes
+cdef enum:
+    FORWARD = 0
+    LOSS = 1
+    GRADIENT = 2
+    TRAIN = 3
+
+# network_step optimizers
+cdef enum:
+    NO_UPDATE = 0
+    OPT_SGD = 1
+    OPT_ADAM = 2
+
+cdef enum:
+    N_PLAN = 7      # per layer in a plan: n_in, n_out, activation, W at, b at, Z at, A at
+PLAN_FIELDS = N_PLAN
+
+cdef Py_ssize_t parallel_min = 1 << 16      # elements; smaller passes run on one thread
 
 
-def bias_gradient(const real[:, ::1] delta, real[::1] db):
-    """db[j] = sum_i delta[i, j]: the bias gradient, one pass over delta in row order."""
-    cdef Py_ssize_t i, j, n = delta.shape[0], m = delta.shape[1]
-    with nogil:
-        for j in range(m):
+def codes():
+    """The codes compiled in, for the import-time check against fastbp.activations/losses."""
+    return dict(activations=dict(identity=IDENTITY, sigmoid=SIGMOID, tanh=TANH, relu=RELU,
+                                 leaky_relu=LEAKY_RELU, elu=ELU, softplus=SOFTPLUS, gelu=GELU,
+                                 silu=SILU),
+                losses=dict(mse=MSE, cross_entropy=CROSS_ENTROPY, bce=BCE),
+                reductions=dict(mean=MEAN, sum=SUM),
+                modes=dict(forward=FORWARD, loss=LOSS, gradient=GRADIENT, train=TRAIN),
+                optimizers=dict(none=NO_UPDATE, sgd=OPT_SGD, adam=OPT_ADAM))
+
+
+def openmp():
+    """(built with OpenMP, threads an elementwise pass may use)."""
+    return bool(FASTBP_OPENMP), fastbp_max_threads()
+
+
+def set_parallel_min(Py_ssize_t n):
+    """Passes over fewer than n elements run on one thread; -> the previous value."""
+    global parallel_min
+    old, parallel_min = parallel_min, n
+    return old
+
+
+def keeps_z(int code):
+    """Whether a layer with this activation needs Z kept apart from A for its derivative."""
+    return not derivative_from_output(code)
+
+
+cdef inline int pass_threads(Py_ssize_t work) noexcept nogil:
+    if not FASTBP_OPENMP or work < parallel_min:
+        return 1
+    return fastbp_max_threads()
+
+
+cdef inline void gemm(char ta, char tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                      const real* A, Py_ssize_t lda, const real* B, Py_ssize_t ldb,
+                      real* C, Py_ssize_t ldc) noexcept nogil:
+    """C = op(A) @ op(B), row-major."""
+    if real is float:
+        sgemm_rm(ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc)
+    else:
+        dgemm_rm(ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc)
+
+
+# ---------------------------------------------------------------- elementwise passes
+
+cdef void bias_activation_cols(real* Z, real* A, const real* b, Py_ssize_t m, Py_ssize_t n,
+                               Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
+    """Columns j0:j1 of Z += b, A = f(Z). A may be Z itself."""
+    cdef Py_ssize_t i, j
+    cdef real z
+    cdef real slope = <real>LEAKY_SLOPE
+    cdef real* zr
+    cdef real* ar
+    for i in range(m):
+        zr = Z + i * n
+        ar = A + i * n
+        if code == IDENTITY:
+            for j in range(j0, j1):
+                z = zr[j] + b[j]
+                zr[j] = z
+                ar[j] = z
+        elif code == RELU:
+            for j in range(j0, j1):
+                z = zr[j] + b[j]
+                zr[j] = z
+                ar[j] = 0 if z < 0 else z
+        elif code == LEAKY_RELU:
+            for j in range(j0, j1):
+                z = zr[j] + b[j]
+                zr[j] = z
+                ar[j] = z if z > 0 else slope * z
+        else:
+            for j in range(j0, j1):
+                z = zr[j] + b[j]
+                zr[j] = z
+                ar[j] = activate(code, z)
+
+
+cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
+    """Columns j0:j1 of D *= f'(Z) and, when db is given, db = D.sum(axis=0)."""
+    cdef Py_ssize_t i, j
+    cdef real slope = <real>LEAKY_SLOPE
+    cdef real* dr
+    cdef const real* zr
+    cdef const real* ar
+    if db != NULL:
+        for j in range(j0, j1):
             db[j] = 0
-        for i in range(n):
-            for j in range(m):
+    for i in range(m):
+        dr = D + i * n
+        zr = Z + i * n
+        ar = A + i * n
+        if code == IDENTITY:
+            pass
+        elif code == RELU:
+            for j in range(j0, j1):
+                dr[j] = dr[j] * (1 if zr[j] > 0 else 0)
+        elif code == LEAKY_RELU:
+            for j in range(j0, j1):
+                dr[j] = dr[j] * (1 if zr[j] > 0 else slope)
+        elif code == SIGMOID:
+            for j in range(j0, j1):
+                dr[j] = dr[j] * (ar[j] * (1 - ar[j]))
+        elif code == TANH:
+            for j in range(j0, j1):
+                dr[j] = dr[j] * (1 - ar[j] * ar[j])
+        else:
+            for j in range(j0, j1):
+                dr[j] = dr[j] * derivative(code, zr[j], ar[j])
+        if db != NULL:
+            for j in range(j0, j1):
+                db[j] += dr[j]
+
+
+cdef inline Py_ssize_t column_width(Py_ssize_t n, int nt) noexcept nogil:
+    return ((n + nt - 1) // nt + 15) // 16 * 16
+
+
+cdef void forward_epilogue(real* Z, real* A, const real* b, Py_ssize_t m, Py_ssize_t n,
+                           int code) noexcept nogil:
+    cdef int nt = pass_threads(m * n)
+    cdef Py_ssize_t c, width, j0, j1
+    if nt > 1 and n >= 32 * nt:
+        width = column_width(n, nt)
+        for c in prange(nt, num_threads=nt, schedule='static'):
+            j0 = c * width
+            j1 = min(n, j0 + width)
+            if j0 < j1:
+                bias_activation_cols(Z, A, b, m, n, j0, j1, code)
+    else:
+        bias_activation_cols(Z, A, b, m, n, 0, n, code)
+
+
+cdef void backward_epilogue(real* D, const real* Z, const real* A, real* db, Py_ssize_t m,
+                            Py_ssize_t n, int code) noexcept nogil:
+    cdef int nt = pass_threads(m * n)
+    cdef Py_ssize_t c, width, j0, j1
+    if code == IDENTITY and db == NULL:
+        return
+    if nt > 1 and n >= 32 * nt:
+        width = column_width(n, nt)
+        for c in prange(nt, num_threads=nt, schedule='static'):
+            j0 = c * width
+            j1 = min(n, j0 + width)
+            if j0 < j1:
+                derivative_cols(D, Z, A, db, m, n, j0, j1, code)
+    else:
+        derivative_cols(D, Z, A, db, m, n, 0, n, code)
+
+
+cdef double loss_and_gradient(const real* out, const real* Y, const Py_ssize_t* labels, real* grad,
+                              Py_ssize_t m, Py_ssize_t n, int loss, int reduction) noexcept nogil:
+    """The loss (torch semantics) and dLoss/dOut into grad; one pass (two per row for
+    cross-entropy). Sums in double."""
+    cdef Py_ssize_t i, j, count
+    cdef double total = 0.0, row_sum
+    cdef real x, diff, mx, log_sum, log_p
+    cdef const real* o
+    cdef real* g
+    if loss == CROSS_ENTROPY:
+        count = m
+        for i in range(m):
+            o = out + i * n
+            g = grad + i * n
+            mx = o[0]
+            for j in range(1, n):
+                if o[j] > mx:
+                    mx = o[j]
+            row_sum = 0.0
+            for j in range(n):
+                row_sum += r_exp(o[j] - mx)
+            log_sum = <real>log(row_sum)
+            for j in range(n):
+                g[j] = r_exp((o[j] - mx) - log_sum)
+            log_p = (o[labels[i]] - mx) - log_sum
+            total -= log_p
+            g[labels[i]] -= 1
+    else:
+        count = m * n
+        if loss == MSE:
+            for i in range(m * n):
+                diff = out[i] - Y[i]
+                total += <double>diff * diff
+                grad[i] = 2 * diff
+        else:   # BCE on logits
+            for i in range(m * n):
+                x = out[i]
+                total += <double>((x if x > 0 else 0) - x * Y[i] + r_log1p(r_exp(-r_abs(x))))
+                grad[i] = sigmoid(x) - Y[i]
+    if reduction == MEAN:
+        for i in range(m * n):
+            grad[i] = grad[i] / <real>count
+        total /= count
+    return total
+
+
+cdef bint finite_all(const real* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int bad = 0
+    cdef real biggest
+    if real is float:
+        biggest = FLT_MAX
+    else:
+        biggest = DBL_MAX
+    for i in range(n):
+        bad |= not (r_abs(a[i]) <= biggest)
+    return bad == 0
+
+
+# ---------------------------------------------------------------- optimizer updates
+
+cdef void sgd_range(real* p, const real* g, real* v, Py_ssize_t i0, Py_ssize_t i1, real lr,
+                    real momentum, real weight_decay, bint nesterov) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real d, vi
+    if momentum == 0 and weight_decay == 0:
+        for i in range(i0, i1):
+            p[i] = p[i] - lr * g[i]
+    elif momentum == 0:
+        for i in range(i0, i1):
+            d = g[i] + weight_decay * p[i]
+            p[i] = p[i] - lr * d
+    elif nesterov:
+        for i in range(i0, i1):
+            d = g[i] + weight_decay * p[i]
+            vi = v[i] * momentum + d
+            v[i] = vi
+            p[i] = p[i] - lr * (d + momentum * vi)
+    else:
+        for i in range(i0, i1):
+            d = g[i] + weight_decay * p[i]
+            vi = v[i] * momentum + d
+            v[i] = vi
+            p[i] = p[i] - lr * vi
+
+
+cdef void adam_range(real* p, const real* g, real* m, real* v, Py_ssize_t i0, Py_ssize_t i1,
+                     real step_size, real root_bias2, real beta1, real beta2, real one_minus_b1,
+                     real one_minus_b2, real eps, real weight_decay) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real d, mi, vi
+    for i in range(i0, i1):
+        d = g[i] + weight_decay * p[i]
+        mi = m[i] * beta1 + one_minus_b1 * d
+        vi = v[i] * beta2 + one_minus_b2 * d * d
+        m[i] = mi
+        v[i] = vi
+        if real is float:
+            p[i] = p[i] - step_size * mi / (sqrtf(vi) / root_bias2 + eps)
+        else:
+            p[i] = p[i] - step_size * mi / (sqrt(vi) / root_bias2 + eps)
+
+
+cdef void sgd_flat(real* p, const real* g, real* v, Py_ssize_t n, double lr, double momentum,
+                   double weight_decay, bint nesterov) noexcept nogil:
+    cdef int nt = pass_threads(n)
+    cdef Py_ssize_t c, width, i0, i1
+    if nt > 1:
+        width = column_width(n, nt)
+        for c in prange(nt, num_threads=nt, schedule='static'):
+            i0 = c * width
+            i1 = min(n, i0 + width)
+            if i0 < i1:
+                sgd_range(p, g, v, i0, i1, <real>lr, <real>momentum, <real>weight_decay, nesterov)
+    else:
+        sgd_range(p, g, v, 0, n, <real>lr, <real>momentum, <real>weight_decay, nesterov)
+
+
+cdef void adam_flat(real* p, const real* g, real* m, real* v, Py_ssize_t n, long step, double lr,
+                    double beta1, double beta2, double eps, double weight_decay) noexcept nogil:
+    # torch / reference.py: p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    cdef real step_size = <real>(lr / (1 - beta1 ** step))
+    cdef real root_bias2 = <real>sqrt(1 - beta2 ** step)
+    cdef int nt = pass_threads(n)
+    cdef Py_ssize_t c, width, i0, i1
+    if nt > 1:
+        width = column_width(n, nt)
+        for c in prange(nt, num_threads=nt, schedule='static'):
+            i0 = c * width
+            i1 = min(n, i0 + width)
+            if i0 < i1:
+                adam_range(p, g, m, v, i0, i1, step_size, root_bias2, <real>beta1, <real>beta2,
+                           <real>(1 - beta1), <real>(1 - beta2), <real>eps, <real>weight_decay)
+    else:
+        adam_range(p, g, m, v, 0, n, step_size, root_bias2, <real>beta1, <real>beta2,
+                   <real>(1 - beta1), <real>(1 - beta2), <real>eps, <real>weight_decay)
+
+
+# ---------------------------------------------------------------- the whole network
+
+cdef double network_pass(int mode, real* P, real* G, const real* X, const real* Y,
+                         const Py_ssize_t* labels, real* WS, const Py_ssize_t* plan, int L,
+                         Py_ssize_t d0_at, Py_ssize_t d1_at, Py_ssize_t m, int loss,
+                         int reduction) noexcept nogil:
+    """Forward (mode FORWARD), + loss (LOSS), + backward into G (GRADIENT/TRAIN)."""
+    cdef const Py_ssize_t* q
+    cdef const real* A_prev = X
+    cdef real* Z
+    cdef real* A
+    cdef real* D = WS + d0_at
+    cdef real* D_next = WS + d1_at
+    cdef real* swap
+    cdef Py_ssize_t n_in, n_out
+    cdef int l
+    cdef double value = 0.0
+    for l in range(L):
+        q = plan + l * N_PLAN
+        n_in, n_out = q[0], q[1]
+        Z = WS + q[5]
+        A = WS + q[6]
+        gemm(c'N', c'N', m, n_out, n_in, A_prev, n_in, P + q[3], n_out, Z, n_out)
+        forward_epilogue(Z, A, P + q[4], m, n_out, <int>q[2])
+        A_prev = A
+    if mode == FORWARD:
+        return value
+    q = plan + (L - 1) * N_PLAN
+    value = loss_and_gradient(A_prev, Y, labels, D, m, q[1], loss, reduction)
+    if mode == LOSS:
+        return value
+    backward_epilogue(D, WS + q[5], WS + q[6], G + q[4], m, q[1], <int>q[2])
+    for l in range(L - 1, -1, -1):
+        q = plan + l * N_PLAN
+        n_in, n_out = q[0], q[1]
+        A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
+        gemm(c'T', c'N', n_in, n_out, m, A_prev, n_in, D, n_out, G + q[3], n_out)
+        if l > 0:
+            gemm(c'N', c'T', m, n_in, n_out, D, n_out, P + q[3], n_out, D_next, n_in)
+            q = q - N_PLAN
+            backward_epilogue(D_next, WS + q[5], WS + q[6], G + q[4], m, n_in, <int>q[2])
+            swap = D
+            D = D_next
+            D_next = swap
+    return value
+
+
+cdef object network_step_impl(int mode, real[::1] params, real[::1] grads, const real[:, ::1] X,
+                              object y, real[::1] ws, const Py_ssize_t[::1] plan,
+                              Py_ssize_t d0_at, Py_ssize_t d1_at, int loss, int reduction,
+                              int optimizer, real[::1] s1, real[::1] s2, long step, double lr,
+                              double h1, double h2, double h3, double h4):
+    cdef const real[:, ::1] Y
+    cdef const Py_ssize_t[::1] labels
+    cdef const real* y_ptr = NULL
+    cdef const Py_ssize_t* label_ptr = NULL
+    cdef int L = plan.shape[0] // N_PLAN
+    cdef Py_ssize_t m = X.shape[0], n = params.shape[0]
+    cdef double value
+    cdef bint finite = True
+    if mode != FORWARD:
+        if loss == CROSS_ENTROPY:
+            labels = y
+            label_ptr = &labels[0]
+        else:
+            Y = y
+            y_ptr = &Y[0, 0]
+    with nogil:
+        value = network_pass(mode, &params[0], &grads[0], &X[0, 0], y_ptr, label_ptr, &ws[0],
+                             &plan[0], L, d0_at, d1_at, m, loss, reduction)
+        if mode == TRAIN:
+            finite = isfinite(value) and finite_all(&grads[0], n)
+            if finite and optimizer == OPT_SGD:
+                sgd_flat(&params[0], &grads[0], &s1[0], n, lr, h1, h2, h3 != 0)
+            elif finite and optimizer == OPT_ADAM:
+                adam_flat(&params[0], &grads[0], &s1[0], &s2[0], n, step, lr, h1, h2, h3, h4)
+    if not finite:
+        raise FloatingPointError(f"non-finite loss ({value}) or gradient; parameters left unchanged")
+    return value
+
+
+def network_step_f32(int mode, float[::1] params, float[::1] grads, const float[:, ::1] X, y,
+                     float[::1] ws, const Py_ssize_t[::1] plan, Py_ssize_t d0_at, Py_ssize_t d1_at,
+                     int loss, int reduction, int optimizer, float[::1] s1, float[::1] s2,
+                     long step, double lr, double h1, double h2, double h3, double h4):
+    """One call per step: mode forward / loss / gradient / train over a whole float32 network.
+    Optimizer SGD: h1..h3 = momentum, weight_decay, nesterov; Adam: beta1, beta2, eps,
+    weight_decay. A non-finite loss or gradient raises FloatingPointError before any update."""
+    return network_step_impl(mode, params, grads, X, y, ws, plan, d0_at, d1_at, loss, reduction,
+                             optimizer, s1, s2, step, lr, h1, h2, h3, h4)
+
+
+def network_step_f64(int mode, double[::1] params, double[::1] grads, const double[:, ::1] X, y,
+                     double[::1] ws, const Py_ssize_t[::1] plan, Py_ssize_t d0_at, Py_ssize_t d1_at,
+                     int loss, int reduction, int optimizer, double[::1] s1, double[::1] s2,
+                     long step, double lr, double h1, double h2, double h3, double h4):
+    """network_step_f32 for float64."""
+    return network_step_impl(mode, params, grads, X, y, ws, plan, d0_at, d1_at, loss, reduction,
+                             optimizer, s1, s2, step, lr, h1, h2, h3, h4)
+
+
+# ---------------------------------------------------------------- the public kernels
+
+def linear_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b,
+                   real[:, ::1] Z, real[:, ::1] A, int code):
+    """Z = X @ W + b, A = f(Z), into Z and A."""
+    cdef Py_ssize_t m = X.shape[0], k = X.shape[1], n = W.shape[1]
+    with nogil:
+        gemm(c'N', c'N', m, n, k, &X[0, 0], k, &W[0, 0], n, &Z[0, 0], n)
+        forward_epilogue(&Z[0, 0], &A[0, 0], &b[0], m, n, code)
+
+
+def activation_backward(real[:, ::1] D, const real[:, ::1] Z, const real[:, ::1] A, int code):
+    """D *= f'(Z), in place."""
+    with nogil:
+        backward_epilogue(&D[0, 0], &Z[0, 0], &A[0, 0], NULL, D.shape[0], D.shape[1], code)
+
+
+def delta_propagate(const real[:, ::1] delta, const real[:, ::1] W, const real[:, ::1] Z,
+                    const real[:, ::1] A, real[:, ::1] out, int code):
+    """out = (delta @ W.T) * f'(Z)."""
+    cdef Py_ssize_t m = delta.shape[0], n = delta.shape[1], k = W.shape[0]
+    with nogil:
+        gemm(c'N', c'T', m, k, n, &delta[0, 0], n, &W[0, 0], n, &out[0, 0], k)
+        backward_epilogue(&out[0, 0], &Z[0, 0], &A[0, 0], NULL, m, k, code)
+
+
+def weight_gradient(const real[:, ::1] A_prev, const real[:, ::1] delta, real[:, ::1] dW,
+                    real[::1] db):
+    """dW = A_prev.T @ delta, db = delta.sum(axis=0)."""
+    cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = delta.shape[1], i, j
+    with nogil:
+        gemm(c'T', c'N', k, n, m, &A_prev[0, 0], k, &delta[0, 0], n, &dW[0, 0], n)
+        for j in range(n):
+            db[j] = 0
+        for i in range(m):
+            for j in range(n):
                 db[j] += delta[i, j]
+
+
+def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss, int reduction):
+    """-> the loss; dLoss/dOut into grad. y: intp labels (cross_entropy) or out's shape."""
+    cdef const real[:, ::1] Y
+    cdef const Py_ssize_t[::1] labels
+    cdef const real* y_ptr = NULL
+    cdef const Py_ssize_t* label_ptr = NULL
+    cdef double value
+    if loss == CROSS_ENTROPY:
+        labels = y
+        label_ptr = &labels[0]
+    else:
+        Y = y
+        y_ptr = &Y[0, 0]
+    with nogil:
+        value = loss_and_gradient(&out[0, 0], y_ptr, label_ptr, &grad[0, 0], out.shape[0],
+                                  out.shape[1], loss, reduction)
+    return value
+
+
+def sgd_update(real[::1] p, const real[::1] g, real[::1] velocity, double lr, double momentum,
+               double weight_decay, bint nesterov):
+    with nogil:
+        sgd_flat(&p[0], &g[0], &velocity[0], p.shape[0], lr, momentum, weight_decay, nesterov)
+
+
+def adam_update(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, long step, double lr,
+                double beta1, double beta2, double eps, double weight_decay):
+    with nogil:
+        adam_flat(&p[0], &g[0], &m[0], &v[0], p.shape[0], step, lr, beta1, beta2, eps, weight_decay)
+
+
+def all_finite(const real[::1] a):
+    cdef bint ok
+    with nogil:
+        ok = finite_all(&a[0], a.shape[0])
+    return ok
