@@ -203,6 +203,13 @@ class DataParallel:
                              f"same data and arguments); rank {differ[0]} differs from rank 0: "
                              f"{values[differ[0]]!r} vs {values[0]!r}")
 
+    def check_same_inputs(self, X, y, validation=None, **settings):
+        """ValueError on every rank unless every rank has the same checked data (compared by
+        fingerprint) and the same settings (epochs, batch_size, ...)."""
+        arrays = [X, y] + (list(validation) if validation is not None else [])
+        self.check_same("the data (X, y, validation_data)", [fingerprint(a) for a in arrays])
+        self.check_same("fit's arguments", sorted(settings.items()))
+
     def common_seed(self, seed):
         """The root's seed on every rank (a fresh one drawn on the root when seed is None), so
         every rank shuffles the same way."""
