@@ -1,5 +1,5 @@
 """fastbp: multilayer perceptrons trained by backpropagation, with compiled kernels."""
-from . import kernels
+from . import datasets, kernels
 from ._kernels import available_backends
 from .gradcheck import gradcheck
 from .network import MLP
@@ -7,4 +7,4 @@ from .optim import SGD, Adam
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "SGD", "Adam", "gradcheck", "kernels", "available_backends", "__version__"]
+__all__ = ["datasets", "MLP", "SGD", "Adam", "gradcheck", "kernels", "available_backends", "__version__"]

@@ -1,11 +1,18 @@
-"""Saving and loading networks: one .npz holding the flat parameter buffer and a JSON
-description. Writes are atomic (temporary file, fsync, rename), so a process killed
-mid-save leaves the previous file intact.
+"""Saving and loading networks: one .npz holding the flat parameter buffer, optionally the
+optimizer's state buffers, and a JSON description (architecture, optimizer, training
+progress for `fit(resume=...)`).
+
+Round trips are bit-for-bit: the parameters and state buffers are stored in their own
+dtype and copied back unchanged; hyper-parameters are JSON floats (exact in Python).
+Writes are atomic (temporary file in the same folder, fsync, rename, fsync of the folder),
+so a process killed mid-save leaves the previous file intact. A corrupt, truncated or
+foreign file is a ValueError naming the file.
 """
 import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,14 +20,44 @@ FORMAT = "fastbp-mlp"
 VERSION = 1
 
 
-def save(net, path, optimizer=None):
-    meta = dict(format=FORMAT, version=VERSION, layer_sizes=list(net.layer_sizes),
-                activation=net.activation, output_activation=net.output_activation,
-                loss=net.loss, reduction=net.reduction, dtype=net.dtype.name)
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, checked for consistency but not yet applied."""
+    path: str
+    architecture: dict            # MLP keyword arguments: layer_sizes, activation, ..., dtype
+    params: np.ndarray            # the flat parameter buffer, in its dtype
+    optimizer: dict = None        # {"type", "hyperparameters", "step_count"} or None
+    optimizer_arrays: dict = field(default_factory=dict)    # state name -> flat array
+    training: dict = None         # fit's progress (epoch, RNG state, history, ...) or None
+
+    def build_network(self, backend="auto"):
+        from .network import MLP
+        net = MLP(backend=backend, **self.architecture)
+        net.set_flat_params(self.params)
+        return net
+
+    def build_optimizer(self, net):
+        from .optim import optimizer_from_checkpoint
+        if self.optimizer is None:
+            return None
+        return optimizer_from_checkpoint(self.optimizer, self.optimizer_arrays, net)
+
+
+def architecture_of(net):
+    return dict(layer_sizes=list(net.layer_sizes), activation=net.activation,
+                output_activation=net.output_activation, loss=net.loss,
+                reduction=net.reduction, dtype=net.dtype.name)
+
+
+def save(net, path, optimizer=None, training=None):
+    """Write `net` (and `optimizer`'s state, and fit's `training` progress) to `path` atomically."""
+    meta = dict(format=FORMAT, version=VERSION, **architecture_of(net))
     arrays = {"params": net.get_flat_params()}
     if optimizer is not None:
         meta["optimizer"] = optimizer.checkpoint_meta()
         arrays.update({f"optim_{k}": v for k, v in optimizer.checkpoint_arrays().items()})
+    if training is not None:
+        meta["training"] = training
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     write_atomically(path, arrays)
 
@@ -34,39 +71,89 @@ def write_atomically(path, arrays):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(folder)
 
 
-def load(path, backend="auto"):
-    """-> (net, optimizer or None). A corrupt, truncated or foreign file is a ValueError naming it."""
-    from .network import MLP
-    from .optim import optimizer_from_checkpoint
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX); harmless where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read(path):
+    """-> Checkpoint. A corrupt, truncated or foreign file is a ValueError naming it;
+    a missing file is FileNotFoundError."""
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files") or "meta" not in data.files:
+                raise ValueError("no fastbp description inside")
             meta = json.loads(bytes(data["meta"]).decode())
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 raise ValueError("not a fastbp checkpoint")
             if meta.get("version") != VERSION:
-                raise ValueError(f"checkpoint version {meta.get('version')} is not {VERSION}")
-            params = data["params"]
-            optim_arrays = {k[len("optim_"):]: data[k] for k in data.files if k.startswith("optim_")}
-        net = MLP(meta["layer_sizes"], activation=meta["activation"],
-                  output_activation=meta["output_activation"], loss=meta["loss"],
-                  reduction=meta["reduction"], dtype=meta["dtype"], backend=backend)
-        if params.dtype != net.dtype:
-            raise ValueError(f"parameters are {params.dtype}, description says {net.dtype}")
-        net.set_flat_params(params)
-        optimizer = None
-        if "optimizer" in meta:
-            optimizer = optimizer_from_checkpoint(meta["optimizer"], optim_arrays, net)
+                raise ValueError(f"checkpoint version {meta.get('version')!r} is not {VERSION}")
+            params = np.array(data["params"])
+            optim_arrays = {k[len("optim_"):]: np.array(data[k]) for k in data.files if k.startswith("optim_")}
+        checkpoint = Checkpoint(
+            path=path,
+            architecture={k: meta[k] for k in ("layer_sizes", "activation", "output_activation",
+                                               "loss", "reduction", "dtype")},
+            params=params, optimizer=meta.get("optimizer"), optimizer_arrays=optim_arrays,
+            training=meta.get("training"))
+        _check_consistent(checkpoint)
     except FileNotFoundError:
         raise
-    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile,
-            json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, EOFError, zipfile.BadZipFile,
+            UnicodeDecodeError) as e:     # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path}: not a readable fastbp checkpoint ({type(e).__name__}: {e})") from None
+    return checkpoint
+
+
+def _check_consistent(ck):
+    """The description and the arrays agree (a network can be built from them)."""
+    from .network import MLP
+    probe = MLP(backend="numpy", seed=0, **ck.architecture)      # validates the description
+    if ck.params.dtype != probe.dtype or ck.params.shape != (probe.n_params,):
+        raise ValueError(f"parameters are {ck.params.dtype} {ck.params.shape}; the description needs "
+                         f"{probe.dtype} ({probe.n_params},)")
+    if not np.isfinite(ck.params).all():
+        raise ValueError("parameters contain NaN or inf")
+    if ck.optimizer is not None:
+        if not isinstance(ck.optimizer, dict):
+            raise ValueError("optimizer description is not a mapping")
+        for name, arr in ck.optimizer_arrays.items():
+            if arr.dtype != probe.dtype or arr.shape != (probe.n_params,):
+                raise ValueError(f"optimizer state {name!r} is {arr.dtype} {arr.shape}; expected "
+                                 f"{probe.dtype} ({probe.n_params},)")
+    if ck.training is not None and not isinstance(ck.training, dict):
+        raise ValueError("training description is not a mapping")
+
+
+def load(path, backend="auto"):
+    """-> (net, optimizer or None). A corrupt, truncated or foreign file is a ValueError naming it."""
+    from ._kernels import resolve
+    backend = resolve(backend)              # a bad backend name is the caller's error, not the file's
+    checkpoint = read(path)
+    try:
+        net = checkpoint.build_network(backend)
+        optimizer = checkpoint.build_optimizer(net)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{checkpoint.path}: not a readable fastbp checkpoint ({type(e).__name__}: {e})") from None
     return net, optimizer

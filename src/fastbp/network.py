@@ -164,6 +164,22 @@ class MLP:
         copy = lambda a: np.array(self._ops.to_host(a), copy=True)   # noqa: E731
         return loss, [copy(g) for g in G.W], [copy(g) for g in G.b]
 
+    def predict(self, X):
+        """Class labels (cross_entropy: argmax; bce: logit > 0) or, for mse, the outputs."""
+        from .metrics import predictions
+        return predictions(self.forward(X), self.arch.loss)
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax of the logits (cross_entropy), sigmoid (bce)."""
+        from .metrics import probabilities
+        return probabilities(self.forward(X), self.arch.loss)
+
+    def score(self, X, y):
+        """Accuracy for classifiers, R^2 for regression (mse)."""
+        from .metrics import score
+        X, y = self._inputs(X, y)
+        return score(self.forward(X), y, self.arch.loss)
+
     def check_optimizer(self, optimizer):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer (fastbp.SGD, fastbp.Adam); "

@@ -1,58 +1,348 @@
-"""fit(): mini-batch training, readable top to bottom.
+"""fit(): mini-batch training, readable top to bottom (scikit-learn's MLP loop is the model).
 
-The data are checked and converted once; each step then goes straight to the backend.
+1. Every argument and the data are checked once, before anything changes: a rejected call
+   leaves the network, the optimizer and any checkpoint exactly as they were.
+2. The training step is chosen once (`make_step`): one call per mini-batch.
+3. Each epoch: shuffle, step through the batches, record loss / metric / throughput (and
+   per-layer gradient norms on request), write the checkpoint atomically.
+
+A non-finite loss raises FloatingPointError naming the epoch and batch; the backend's
+train_step raises before updating, so the parameters and the optimizer state stay at their
+last finite values, and the last checkpoint (written at the end of an earlier epoch) is intact.
 """
+import copy
 import numbers
+import os
+import sys
 import time
 
 import numpy as np
 
+from . import checkpoint as checkpoints
+from . import distributed
+from . import validation
+from .diagnostics import GradientFlowMonitor
+from .metrics import metric_name, score
 from .optim import Adam
 
+EVAL_ROWS = 8192        # rows per forward pass when measuring the loss / metric of a whole set
+
+
+def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, validation_data=None,
+        seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None):
+    """Train `net` on (X, y) by mini-batch backpropagation; -> history.
+
+    epochs           train until this many epochs are done (counting those in `resume`)
+    batch_size       rows per step; the last batch of an epoch holds the remainder
+    optimizer        a fastbp optimizer (default Adam(lr=1e-3)); updated in place
+    shuffle          reshuffle the rows each epoch, from a generator seeded by `seed`
+    validation_data  (X_val, y_val): loss and metric recorded after each epoch
+    progress         a progress bar per epoch on a terminal (stderr); quiet otherwise
+    checkpoint       path: after each epoch the network, the optimizer state and the training
+                     progress are written there atomically (temporary file + rename)
+    resume           path of such a checkpoint: continue from where it stopped; with the same
+                     data, batch_size and shuffle this reaches the same weights as one
+                     uninterrupted run. `optimizer` may be omitted (the saved one is rebuilt)
+    grad_norms       record per-layer gradient norms and warn (GradientFlowWarning, naming the
+                     layer) when one vanishes or explodes
+    callback         callback(epoch, history) after each epoch (and its checkpoint);
+                     returning True stops training
+    comm             an mpi4py communicator (e.g. MPI.COMM_WORLD): data-parallel training over
+                     its ranks (fastbp.distributed). Every rank passes the same X, y and
+                     arguments; each global batch is split across the ranks; rank 0's
+                     weights are broadcast first; rank 0 alone draws the progress bar and
+                     writes the checkpoint; an error on any rank stops every rank
+
+    history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch losses,
+    weighted by rows; a sum for reduction="sum"), "accuracy" or "r2" (on the training data
+    after the epoch), "val_loss" and "val_accuracy"/"val_r2" with validation_data,
+    "samples_per_s" (training steps only), "seconds", and "grad_norms" (a list per epoch,
+    layer 1 first) when asked. Resumed runs include the epochs done before.
+    """
+    # ---- 1. check everything once; nothing is changed before the end of this block ----
+    dp = None if comm is None else distributed.DataParallel(comm, net)   # data-parallel over MPI ranks
+    with distributed.agreement(dp, "checking fit's arguments"):      # with comm: fails on every rank or none
+        epochs = _positive_int(epochs, "epochs")
+        batch_size = _positive_int(batch_size, "batch_size")
+        shuffle, progress, grad_norms = (_flag(v, n) for v, n in
+                                         ((shuffle, "shuffle"), (progress, "progress"), (grad_norms, "grad_norms")))
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable; got {type(callback).__name__}")
+        X, y = net._inputs(X, y)
+        validation = _validation_data(net, validation_data)
+        checkpoint = _checkpoint_path(checkpoint)
+        saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle)
+        if optimizer is None:
+            optimizer = saved_optimizer if saved is not None else Adam()
+        net.check_optimizer(optimizer)
+    if dp is not None:
+        dp.check_same_inputs(X, y, validation, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                             seed=seed, resume=resume is not None, optimizer=repr(optimizer))
+        seed = dp.common_seed(seed)
+
+    # ---- 2. set up: the state to start from, the step, the batches ----
+    ops, state = net._ops, net._state
+    rng = np.random.default_rng(seed)
+    history = _new_history(net, validation is not None, grad_norms)
+    first_epoch = 1
+    if saved is not None:
+        net.set_flat_params(saved.params)
+        if optimizer is not saved_optimizer:
+            _restore_optimizer(optimizer, saved_optimizer, net)
+        rng.bit_generator.state = saved.training["rng"]
+        history = _restored_history(saved.training["history"], history)
+        first_epoch = saved.training["epoch"] + 1
+    step = make_step(net, optimizer, keep_grads=grad_norms)
+    if dp is not None:
+        dp.broadcast_parameters(state, optimizer)            # every replica starts from rank 0's
+        step = dp.make_step(net, optimizer)                  # shards the batch, one Allreduce
+    batches = Batches(ops, X, y, batch_size)
+    monitor = GradientFlowMonitor(net.arch) if grad_norms else None
+    show_bar = progress_shown(progress) and distributed.is_root(comm)
+    metric = metric_name(net.arch.loss)
+
+    # ---- 3. the epochs ----
+    for epoch in range(first_epoch, epochs + 1):
+        if shuffle:
+            batches.shuffle(rng)
+        bar = _progress_bar(epoch, epochs, batches.count) if show_bar else None
+        total, started = 0.0, time.perf_counter()
+        for batch, (Xb, yb, rows) in enumerate(batches, 1):
+            try:
+                loss = step(Xb, yb)
+            except FloatingPointError as e:
+                if bar is not None:
+                    bar.close()
+                raise FloatingPointError(
+                    f"non-finite loss in epoch {epoch}, batch {batch} of {batches.count}: training stopped; "
+                    f"the parameters are those after the last finite step ({e})") from None
+            total += loss * rows if net.reduction == "mean" else loss
+            if monitor is not None:
+                monitor.record(ops.to_host(state.grads.flat))
+            if bar is not None:
+                bar.update(1)
+                if batch % 10 == 0:
+                    bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
+        seconds = time.perf_counter() - started
+
+        history["epoch"].append(epoch)
+        history["loss"].append(total / batches.n if net.reduction == "mean" else total)
+        history["samples_per_s"].append(batches.n / seconds if seconds > 0 else float("inf"))
+        history["seconds"].append(seconds)
+        history[metric].append(evaluate(net, X, y)[1])
+        if validation is not None:
+            val_loss, val_metric = evaluate(net, *validation)
+            history["val_loss"].append(val_loss)
+            history["val_" + metric].append(val_metric)
+        if monitor is not None:
+            history["grad_norms"].append(monitor.end_epoch(epoch))
+        if bar is not None:
+            bar.set_postfix_str(epoch_summary(history), refresh=True)
+            bar.close()
+        with distributed.agreement(dp, "writing the checkpoint"):       # with comm: rank 0 writes
+            if checkpoint is not None and distributed.is_root(comm):
+                checkpoints.save(net, checkpoint, optimizer, training=dict(
+                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                    n_samples=batches.n, rng=rng.bit_generator.state, history=history))
+        if callback is not None:
+            with distributed.agreement(dp, "the callback"):
+                stop = callback(epoch, history) is True
+            if stop if dp is None else dp.any_rank(stop):                 # with comm: any rank stops all
+                break
+    return history
+
+
+# ---- the training step: one call per mini-batch ----
+
+def make_step(net, optimizer, keep_grads=False):
+    """-> step(X_batch, y_batch) -> loss: forward, backward and update, in place.
+
+    Backend arrays in, a float out; FloatingPointError (before any update) on a non-finite
+    loss or gradient. With keep_grads the gradients stay in the network's gradient buffer
+    for diagnostics (a fused backend step need not keep them). Data-parallel training
+    swaps in a step that averages the gradients across processes.
+    """
+    ops, state = net._ops, net._state
+    if not keep_grads:
+        def step(X, y):
+            return ops.train_step(state, X, y, optimizer)
+    else:
+        def step(X, y):
+            loss = ops.loss_and_grad(state, X, y)
+            if not (np.isfinite(loss) and ops.all_finite(state.grads.flat)):
+                raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+            optimizer.update(ops, state.params.flat, state.grads.flat)
+            return loss
+    return step
+
+
+class Batches:
+    """The mini-batches of one epoch, as (X_batch, y_batch, rows) in the backend's memory.
+
+    Batches are row slices of the checked data (views, no copy, on CPU backends), or, after
+    `shuffle`, of one shuffled copy made per epoch into buffers allocated once.
+    """
+
+    def __init__(self, ops, X, y, batch_size):
+        self.ops, self.X, self.y, self.batch_size = ops, X, y, batch_size
+        self.n = X.shape[0]
+        self.count = -(-self.n // batch_size)
+        self._X, self._y = X, y
+        self._shuffled = None
+
+    def shuffle(self, rng):
+        order = rng.permutation(self.n)
+        if self._shuffled is None:
+            self._shuffled = (np.empty_like(self.X), np.empty_like(self.y))
+        self._X, self._y = self._shuffled
+        np.take(self.X, order, axis=0, out=self._X)
+        np.take(self.y, order, axis=0, out=self._y)
+
+    def __iter__(self):
+        ops, X, y = self.ops, self._X, self._y
+        for start in range(0, self.n, self.batch_size):
+            stop = min(start + self.batch_size, self.n)
+            yield ops.from_host(X[start:stop]), ops.from_host(y[start:stop]), stop - start
+
+
+# ---- measuring ----
+
+def evaluate(net, X, y):
+    """(loss, metric) of checked data (X, y) in the network's reduction, in chunks of rows."""
+    ops, state, arch = net._ops, net._state, net.arch
+    n = X.shape[0]
+    total, outputs = 0.0, []
+    for start in range(0, n, EVAL_ROWS):
+        Xc, yc = X[start:start + EVAL_ROWS], y[start:start + EVAL_ROWS]
+        out = ops.forward(state, ops.from_host(Xc))
+        loss = ops.loss_and_output_grad(out, ops.from_host(yc), arch.loss, arch.reduction)[0]
+        total += loss * len(Xc) if net.reduction == "mean" else loss
+        outputs.append(np.asarray(ops.to_host(out)))
+    outputs = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+    return (total / n if net.reduction == "mean" else total), score(outputs, y, arch.loss)
+
+
+def epoch_summary(history):
+    """One line for the last epoch: loss, metric, validation, throughput."""
+    parts = [f"loss {history['loss'][-1]:.4f}"]
+    for key in ("accuracy", "r2", "val_loss", "val_accuracy", "val_r2"):
+        if history.get(key):
+            parts.append(f"{key} {history[key][-1]:.4f}")
+    parts.append(f"{history['samples_per_s'][-1]:,.0f} samples/s")
+    return "  ".join(parts)
+
+
+def progress_shown(progress):
+    """Whether fit draws a progress bar: asked for, and stderr is a terminal."""
+    try:
+        return bool(progress) and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _progress_bar(epoch, epochs, total):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=True,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def _new_history(net, with_validation, grad_norms):
+    metric = metric_name(net.arch.loss)
+    keys = ["epoch", "loss", metric, "samples_per_s", "seconds"]
+    if with_validation:
+        keys += ["val_loss", "val_" + metric]
+    if grad_norms:
+        keys.append("grad_norms")
+    return {k: [] for k in keys}
+
+
+def _restored_history(saved, fresh):
+    """The saved history, with the keys this run records (missing ones padded with None)."""
+    done = len(saved.get("epoch", []))
+    return {k: copy.deepcopy(saved[k]) if k in saved else [None] * done for k in fresh}
+
+
+# ---- argument checks ----
 
 def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer; got {value!r}")
+    if value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
 
 
-def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True,
-        validation_data=None, seed=None, progress=False):
-    """Train `net` on (X, y); -> history dict of per-epoch lists.
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
 
-    A non-finite loss raises FloatingPointError naming the epoch and batch; the
-    parameters stay at their last finite values.
-    """
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
-    optimizer = Adam() if optimizer is None else optimizer
-    net.check_optimizer(optimizer)
-    X, y = net._inputs(X, y)
-    if validation_data is not None:
-        X_val, y_val = net._inputs(*validation_data)
-    ops, state = net._ops, net._state
-    rng = np.random.default_rng(seed)
-    n = X.shape[0]
-    history = {"loss": [], "val_loss": [], "samples_per_s": []}
 
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(n) if shuffle else None
-        started, total = time.perf_counter(), 0.0
-        for batch, start in enumerate(range(0, n, batch_size), 1):
-            rows = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
-            Xb, yb = X[rows], y[rows]
-            try:
-                loss = ops.train_step(state, ops.from_host(Xb), ops.from_host(yb), optimizer)
-            except FloatingPointError as e:
-                raise FloatingPointError(f"non-finite loss in epoch {epoch}, batch {batch}: training stopped; "
-                                         f"the parameters are those after the last finite step ({e})") from None
-            total += loss * len(Xb)
-        elapsed = time.perf_counter() - started
-        history["loss"].append(total / n)
-        history["samples_per_s"].append(n / elapsed if elapsed > 0 else float("inf"))
-        if validation_data is not None:
-            history["val_loss"].append(ops.loss(state, ops.from_host(X_val), ops.from_host(y_val)))
-        if progress:
-            val = f"  val_loss {history['val_loss'][-1]:.6g}" if validation_data is not None else ""
-            print(f"epoch {epoch}/{epochs}  loss {history['loss'][-1]:.6g}{val}", flush=True)
-    return history
+def _validation_data(net, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val)")
+    X_val = validation.features(validation_data[0], net.dtype, net.arch.sizes[0], name="validation_data X")
+    y_val = validation.targets(validation_data[1], net.arch.loss, net.dtype, X_val.shape[0],
+                               net.arch.sizes[-1], name="validation_data y")
+    return X_val, y_val
+
+
+def _checkpoint_path(path):
+    if path is None:
+        return None
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"checkpoint must be a file path; got {type(path).__name__}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint: folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint: {path!r} is a folder; give a file path")
+    return path
+
+
+def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle):
+    """Read and check a checkpoint to resume from (nothing applied yet)
+    -> (Checkpoint, the optimizer it holds), or (None, None)."""
+    if resume is None:
+        return None, None
+    try:
+        resume = os.fspath(resume)
+    except TypeError:
+        raise TypeError(f"resume must be a file path; got {type(resume).__name__}") from None
+    saved = checkpoints.read(resume)
+    mine = checkpoints.architecture_of(net)
+    if saved.architecture != mine:
+        raise ValueError(f"resume: {resume} holds a network {saved.architecture}; this one is {mine}")
+    training = saved.training
+    if training is None or saved.optimizer is None:
+        raise ValueError(f"resume: {resume} was not written by fit(checkpoint=...) "
+                         "(it lacks the training progress or the optimizer state)")
+    for key, value in (("n_samples", n_samples), ("batch_size", batch_size), ("shuffle", shuffle)):
+        if training.get(key) != value:
+            raise ValueError(f"resume: {resume} was trained with {key}={training.get(key)!r}; this call has "
+                             f"{key}={value!r} (resuming needs the same data and batching)")
+    try:
+        saved_optimizer = saved.build_optimizer(net)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"resume: {resume}: unreadable optimizer state ({e})") from None
+    if optimizer is not None:
+        kind, hyper = type(saved_optimizer).__name__, saved_optimizer.hyperparameters()
+        if type(optimizer) is not type(saved_optimizer) or optimizer.hyperparameters() != hyper:
+            raise ValueError(f"resume: {resume} was trained with {kind}{hyper}; the optimizer given is "
+                             f"{type(optimizer).__name__}{optimizer.hyperparameters()}")
+        net.check_optimizer(optimizer)
+    return saved, saved_optimizer
+
+
+def _restore_optimizer(optimizer, saved_optimizer, net):
+    """Copy a restored optimizer's state (step count, buffers) into `optimizer`."""
+    ops = net._ops
+    if saved_optimizer.state:
+        optimizer.bind(ops, net.flat_params)
+        for name in optimizer.state_names:
+            ops.copy_into(optimizer.state[name], ops.to_host(saved_optimizer.state[name]))
+    optimizer.step_count = saved_optimizer.step_count

@@ -1,8 +1,11 @@
-"""fastbp info: version, backends (and why one is missing), threads."""
+"""fastbp info: version, backends (and why one is missing), BLAS and thread settings, GPU."""
 import os
 import platform
 
-HELP = "show the version, the usable backends and why others are missing"
+HELP = "show the version, the usable backends and why others are missing, BLAS/threads, GPU"
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "NUMBA_THREADING_LAYER", "NUMBA_ENABLE_CUDASIM", "CUDA_VISIBLE_DEVICES")
 
 
 def add_arguments(parser):
@@ -13,10 +16,54 @@ def run(args):
     import numpy as np
 
     import fastbp
-    from fastbp._kernels import available_backends, unavailable_reasons
+    from fastbp._kernels import AUTO_PREFERENCE, available_backends, resolve, unavailable_reasons
     print(f"fastbp {fastbp.__version__}  (Python {platform.python_version()}, NumPy {np.__version__}, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs)")
-    print(f"backends: {', '.join(available_backends())}")
+          f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs)")
+    usable = available_backends()
+    print(f"backends: {', '.join(usable)}   (auto picks {resolve('auto')!r}; preference "
+          f"{', '.join(AUTO_PREFERENCE)})")
     for name, why in unavailable_reasons().items():
         print(f"  {name}: not usable: {why}")
+
+    print("BLAS / OpenMP (threadpoolctl):")
+    for line in _threadpools():
+        print(f"  {line}")
+    if "numba" in usable or "cuda" in usable:
+        import numba
+        print(f"Numba {numba.__version__}: {numba.config.NUMBA_NUM_THREADS} threads, "
+              f"threading layer {numba.config.THREADING_LAYER!r}")
+    set_vars = [f"{v}={os.environ[v]}" for v in THREAD_VARIABLES if v in os.environ]
+    print(f"environment: {' '.join(set_vars) if set_vars else '(no thread or CUDA variables set)'}")
+    print(f"GPU: {_gpu(usable)}")
     return 0
+
+
+def _threadpools():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl is not installed (pip install threadpoolctl)"]
+    pools = threadpool_info()
+    if not pools:
+        return ["no BLAS or OpenMP library loaded"]
+    return [f"{p.get('internal_api')} {p.get('version')} ({p.get('user_api')}, {p.get('num_threads')} threads"
+            + (f", {p['threading_layer']} threading" if p.get("threading_layer") else "")
+            + (f", {p['architecture']}" if p.get("architecture") else "") + f"): {p.get('filepath')}"
+            for p in pools]
+
+
+def _gpu(usable):
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return "CUDA simulator (NUMBA_ENABLE_CUDASIM=1): kernels run on the CPU, slowly"
+    if "cuda" not in usable:
+        from fastbp._kernels import unavailable_reasons
+        return f"none usable ({unavailable_reasons().get('cuda', 'no cuda backend')})"
+    try:
+        from numba import cuda
+        dev = cuda.get_current_device()
+        name = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
+        free, total = cuda.current_context().get_memory_info()
+        return f"{name}, compute capability {'.'.join(map(str, dev.compute_capability))}, " \
+               f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)"
+    except Exception as e:  # noqa: BLE001 -- info reports whatever went wrong, in one line
+        return f"cuda backend listed but the device query failed: {type(e).__name__}: {e}"
