@@ -1,0 +1,141 @@
+"""The Numba CPU backend: the kernels of DESIGN.md and one-call network passes.
+
+Kernels live in numba_kernels.py (activations with fast float32 forms from numba_math.py,
+size-aware matrix products, losses, optimizer updates); the fused forward / loss /
+backward / update pass in numba_fused.py. Everything compiles on first use and is cached
+on disk (cache=True); importing this module compiles nothing.
+
+The network-level methods run ONE compiled call each. Workspaces are allocated once per
+batch size and kept in `state.scratch`; X and y are checked for NaN/inf inside the
+compiled call (the model boundary passes them unchecked, see `checks_finite`), and a bad
+input or a non-finite loss/gradient is reported before anything is written.
+"""
+import numpy as np
+
+from .. import losses
+from ..optim import SGD, Adam
+from . import numba_fused as fused
+from . import numba_kernels as K
+from .base import Ops
+
+_NO_LABELS = np.zeros(0, dtype=np.intp)
+_NO_TARGETS = {np.dtype(np.float32): np.zeros((0, 0), np.float32),
+               np.dtype(np.float64): np.zeros((0, 0), np.float64)}
+_NO_STATE = {np.dtype(np.float32): np.zeros(0, np.float32),
+             np.dtype(np.float64): np.zeros(0, np.float64)}
+
+
+class NumbaOps(Ops):
+    name = "numba"
+    # The network-level methods below check X and y for NaN/inf inside the compiled call
+    # (raising ValueError before anything is written), so the model boundary may skip that pass.
+    checks_finite = True
+
+    # ---- kernels ----
+    def linear_forward(self, X, W, b, act):
+        return K.linear_forward(X, W, b, act)
+
+    def activation_backward(self, dA, Z, A, act):
+        return K.activation_backward(dA, Z, A, act)
+
+    def delta_propagate(self, delta, W, Z, A, act):
+        return K.delta_propagate(delta, W, Z, A, act)
+
+    def weight_gradient(self, A_prev, delta, dW=None, db=None):
+        if dW is None:
+            return K.weight_gradient(A_prev, delta)
+        K.weight_gradient_into(A_prev, delta, dW, db)
+        return dW, db
+
+    def loss_and_output_grad(self, out, y, loss, reduction):
+        if loss == losses.CROSS_ENTROPY:
+            total, grad = K.loss_and_output_grad(out, _NO_TARGETS[out.dtype], y, loss, reduction)
+        else:
+            total, grad = K.loss_and_output_grad(out, y, _NO_LABELS, loss, reduction)
+        return float(total), grad
+
+    def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
+        K.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+
+    def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
+        K.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+
+    def all_finite(self, a):
+        return not K.nonfinite_count(a)
+
+    # ---- network level: one compiled call each ----
+    def _compiled(self, state, batch):
+        """(sizes, activation codes, workspace for this batch size), allocated once."""
+        scratch = state.scratch
+        ws = scratch.get(batch)
+        if ws is None:
+            arch = state.arch
+            if "numba_sizes" not in scratch:
+                scratch["numba_sizes"] = np.array(arch.sizes, dtype=np.int64)
+                scratch["numba_acts"] = np.array(arch.activations, dtype=np.int64)
+            ws = scratch[batch] = np.empty(fused.workspace_size(arch.sizes, batch), dtype=arch.dtype)
+        return scratch["numba_sizes"], scratch["numba_acts"], ws
+
+    def forward(self, state, X):
+        sizes, acts, ws = self._compiled(state, X.shape[0])
+        status, out = fused.forward(X, state.params.flat, ws, sizes, acts)
+        if status:
+            raise ValueError("X contains NaN or inf")
+        return out
+
+    def _pass(self, mode, state, X, y, opt=fused.OPT_NONE, hyper=(0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0),
+              s1=None, s2=None):
+        arch = state.arch
+        sizes, acts, ws = self._compiled(state, X.shape[0])
+        if arch.loss == losses.CROSS_ENTROPY:
+            targets, labels = _NO_TARGETS[arch.dtype], y
+        else:
+            targets, labels = y, _NO_LABELS
+        none = _NO_STATE[arch.dtype]
+        status, loss = fused.step(mode, X, targets, labels, state.params.flat, state.grads.flat, ws,
+                                  sizes, acts, arch.loss, arch.reduction, opt, *hyper,
+                                  none if s1 is None else s1, none if s2 is None else s2)
+        if status == fused.BAD_X:
+            raise ValueError("X contains NaN or inf")
+        if status == fused.BAD_Y:
+            raise ValueError("y contains NaN or inf")
+        return status, loss
+
+    def loss(self, state, X, y):
+        return self._pass(fused.MODE_LOSS, state, X, y)[1]
+
+    def loss_and_grad(self, state, X, y):
+        return self._pass(fused.MODE_GRAD, state, X, y)[1]
+
+    def train_step(self, state, X, y, optimizer):
+        """Forward, backward and update in one compiled call; FloatingPointError (nothing
+        updated) on a non-finite loss or gradient, ValueError (nothing written) on NaN/inf
+        in X or y."""
+        optimizer.bind(self, state.params.flat)
+        st = optimizer.state
+        if isinstance(optimizer, SGD):
+            opt, s1, s2 = fused.OPT_SGD, st["velocity"], None
+            hyper = (optimizer.lr, optimizer.momentum, optimizer.weight_decay, optimizer.nesterov,
+                     0.0, 0.0, 0.0, optimizer.step_count + 1)
+        elif isinstance(optimizer, Adam):
+            opt, s1, s2 = fused.OPT_ADAM, st["m"], st["v"]
+            hyper = (optimizer.lr, 0.0, optimizer.weight_decay, False, optimizer.betas[0], optimizer.betas[1],
+                     optimizer.eps, optimizer.step_count + 1)
+        else:   # an optimizer this backend does not fuse: the composed path
+            return super().train_step(state, X, y, optimizer)
+        status, loss = self._pass(fused.MODE_TRAIN, state, X, y, opt, hyper, s1, s2)
+        if status == fused.NONFINITE:
+            raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+        optimizer.step_count += 1
+        return loss
+
+
+def available():
+    try:
+        import numba  # noqa: F401
+    except ImportError as e:      # pragma: no cover - numba is a hard dependency
+        return False, f"numba is not installed ({e})"
+    return True, ""
+
+
+ops = NumbaOps()
