@@ -16,7 +16,7 @@ import pytest
 import fastbp as fb
 from fastbp import datasets, metrics
 from fastbp.diagnostics import GradientFlowWarning, check_gradient_flow, layer_names
-from fastbp.training import Batches
+from fastbp.training import HostDataset
 
 from conftest import CPU_BACKENDS
 
@@ -209,21 +209,22 @@ def test_last_partial_batch_and_order_match_manual_steps(cpu_backend):
     assert h["loss"] == pytest.approx([sum(l) / 10 for l in losses], rel=1e-12)
 
 
-def test_batches_are_views_without_shuffle_and_of_one_buffer_with():
+def test_batches_are_views_in_order_and_one_reused_buffer_shuffled():
     from fastbp._kernels import get_ops
     X = np.arange(40.0).reshape(10, 4)
     y = np.arange(10)
-    batches = Batches(get_ops("numpy"), X, y, 4)
-    got = list(batches)
-    assert [rows for _, _, rows in got] == [4, 4, 2]
-    assert all(np.shares_memory(Xb, X) and np.shares_memory(yb, y) for Xb, yb, _ in got)
-    batches.shuffle(np.random.default_rng(0))
-    first = list(batches)
-    buffer = first[0][0].base
-    assert all(Xb.base is buffer for Xb, _, _ in first)
-    np.testing.assert_array_equal(np.sort(np.concatenate([yb for _, yb, _ in first])), y)
-    rows = np.concatenate([Xb for Xb, _, _ in first])
-    np.testing.assert_array_equal(rows[:, 0] / 4, np.concatenate([yb for _, yb, _ in first]))
+    data = HostDataset(get_ops("numpy"), X, y)
+    got = [(Xb, yb) for Xb, yb in data.batches(4)]
+    assert [len(Xb) for Xb, _ in got] == [4, 4, 2]
+    assert all(np.shares_memory(Xb, X) and np.shares_memory(yb, y) for Xb, yb in got)
+    order = np.random.default_rng(0).permutation(10)
+    seen, buffers = [], set()
+    for Xb, yb in data.batches(4, order):
+        buffers.add(id(Xb.base))
+        np.testing.assert_array_equal(Xb[:, 0] / 4, yb)          # rows stay paired
+        seen.append(yb.copy())
+    assert len(buffers) == 1, "one batch buffer, reused"
+    np.testing.assert_array_equal(np.concatenate(seen), order)
 
 
 # ---- rejected calls change nothing ----

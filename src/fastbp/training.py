@@ -96,27 +96,27 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     if dp is not None:
         dp.broadcast_parameters(state, optimizer)            # every replica starts from rank 0's
         step = dp.make_step(net, optimizer)                  # shards the batch, one Allreduce
-    batches = Batches(ops, X, y, batch_size)
+    dataset = ops.dataset(X, y) if hasattr(ops, "dataset") else HostDataset(ops, X, y)   # CUDA: on the device
+    n, n_batches = X.shape[0], -(-X.shape[0] // batch_size)
     monitor = GradientFlowMonitor(net.arch) if grad_norms else None
     show_bar = progress_shown(progress) and distributed.is_root(comm)
     metric = metric_name(net.arch.loss)
 
     # ---- 3. the epochs ----
     for epoch in range(first_epoch, epochs + 1):
-        if shuffle:
-            batches.shuffle(rng)
-        bar = _progress_bar(epoch, epochs, batches.count) if show_bar else None
+        order = rng.permutation(n) if shuffle else None
+        bar = _progress_bar(epoch, epochs, n_batches) if show_bar else None
         total, started = 0.0, time.perf_counter()
-        for batch, (Xb, yb, rows) in enumerate(batches, 1):
+        for batch, (Xb, yb) in enumerate(dataset.batches(batch_size, order), 1):
             try:
                 loss = step(Xb, yb)
             except FloatingPointError as e:
                 if bar is not None:
                     bar.close()
                 raise FloatingPointError(
-                    f"non-finite loss in epoch {epoch}, batch {batch} of {batches.count}: training stopped; "
+                    f"non-finite loss in epoch {epoch}, batch {batch} of {n_batches}: training stopped; "
                     f"the parameters are those after the last finite step ({e})") from None
-            total += loss * rows if net.reduction == "mean" else loss
+            total += loss * Xb.shape[0] if net.reduction == "mean" else loss
             if monitor is not None:
                 monitor.record(ops.to_host(state.grads.flat))
             if bar is not None:
@@ -126,8 +126,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         seconds = time.perf_counter() - started
 
         history["epoch"].append(epoch)
-        history["loss"].append(total / batches.n if net.reduction == "mean" else total)
-        history["samples_per_s"].append(batches.n / seconds if seconds > 0 else float("inf"))
+        history["loss"].append(total / n if net.reduction == "mean" else total)
+        history["samples_per_s"].append(n / seconds if seconds > 0 else float("inf"))
         history["seconds"].append(seconds)
         history[metric].append(evaluate(net, X, y)[1])
         if validation is not None:
@@ -143,7 +143,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             if checkpoint is not None and distributed.is_root(comm):
                 checkpoints.save(net, checkpoint, optimizer, training=dict(
                     epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                    n_samples=batches.n, rng=rng.bit_generator.state, history=history))
+                    n_samples=n, rng=rng.bit_generator.state, history=history))
         if callback is not None:
             with distributed.agreement(dp, "the callback"):
                 stop = callback(epoch, history) is True
@@ -176,33 +176,35 @@ def make_step(net, optimizer, keep_grads=False):
     return step
 
 
-class Batches:
-    """The mini-batches of one epoch, as (X_batch, y_batch, rows) in the backend's memory.
+class HostDataset:
+    """Training data in host memory, served as mini-batches in the backend's memory.
 
-    Batches are row slices of the checked data (views, no copy, on CPU backends), or, after
-    `shuffle`, of one shuffled copy made per epoch into buffers allocated once.
+    In order, a batch is a row slice of the checked data (a view, no copy, on CPU backends);
+    in a given order (shuffled), its rows are gathered into one batch buffer allocated once.
+    A batch is valid until the next one is taken. A backend that keeps data sets in its own
+    memory provides `ops.dataset(X, y)` with the same `batches` method (CUDA: on the device).
     """
 
-    def __init__(self, ops, X, y, batch_size):
-        self.ops, self.X, self.y, self.batch_size = ops, X, y, batch_size
+    def __init__(self, ops, X, y):
+        self.ops, self.X, self.y = ops, X, y
         self.n = X.shape[0]
-        self.count = -(-self.n // batch_size)
-        self._X, self._y = X, y
-        self._shuffled = None
+        self._buffers = None
 
-    def shuffle(self, rng):
-        order = rng.permutation(self.n)
-        if self._shuffled is None:
-            self._shuffled = (np.empty_like(self.X), np.empty_like(self.y))
-        self._X, self._y = self._shuffled
-        np.take(self.X, order, axis=0, out=self._X)
-        np.take(self.y, order, axis=0, out=self._y)
-
-    def __iter__(self):
-        ops, X, y = self.ops, self._X, self._y
-        for start in range(0, self.n, self.batch_size):
-            stop = min(start + self.batch_size, self.n)
-            yield ops.from_host(X[start:stop]), ops.from_host(y[start:stop]), stop - start
+    def batches(self, batch_size, order=None):
+        """-> iterator of (X_batch, y_batch); the last batch holds the remainder."""
+        ops, X, y = self.ops, self.X, self.y
+        if order is not None and self._buffers is None:
+            rows = min(batch_size, self.n)
+            self._buffers = (np.empty((rows,) + X.shape[1:], X.dtype), np.empty((rows,) + y.shape[1:], y.dtype))
+        for start in range(0, self.n, batch_size):
+            stop = min(start + batch_size, self.n)
+            if order is None:
+                Xb, yb = X[start:stop], y[start:stop]
+            else:
+                rows = order[start:stop]
+                Xb = np.take(X, rows, axis=0, out=self._buffers[0][:stop - start])
+                yb = np.take(y, rows, axis=0, out=self._buffers[1][:stop - start])
+            yield ops.from_host(Xb), ops.from_host(yb)
 
 
 # ---- measuring ----
