@@ -68,6 +68,13 @@ def _real_array(a, name):
     return arr
 
 
+def _c_array(arr, dtype=None):
+    """C-contiguous and aligned (compiled kernels assume both; an array cut from a byte buffer
+    may be neither), as a base ndarray: a copy only when needed."""
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    return arr if arr.base is None or arr.flags.aligned else arr.copy()   # NumPy allocates aligned
+
+
 def _check_finite(arr, name):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf")
@@ -88,7 +95,7 @@ def kernel_array(a, name, ndim, dtype=None):
     if a.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {a.shape}")
     _check_finite(a, name)
-    return np.ascontiguousarray(a)
+    return _c_array(a)
 
 
 def vector(a, n, dtype, name):
@@ -96,7 +103,7 @@ def vector(a, n, dtype, name):
     arr = _real_array(a, name)
     if arr.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},); got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _c_array(arr, dtype)
     _check_finite(arr, name)
     return arr
 
@@ -110,7 +117,7 @@ def features(X, dtype, n_features, name="X"):
         raise ValueError(f"{name} is an empty batch (shape {arr.shape}); need at least one row")
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features (columns); got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _c_array(arr, dtype)
     _check_finite(arr, name)
     return arr
 
@@ -138,6 +145,6 @@ def targets(y, loss, dtype, batch, n_out, name="y"):
         arr = arr[:, None]
     if arr.shape != (batch, n_out):
         raise ValueError(f"{name} must have shape ({batch}, {n_out}); got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _c_array(arr, dtype)
     _check_finite(arr, name)
     return arr
