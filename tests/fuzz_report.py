@@ -1,0 +1,43 @@
+"""The reliability figures a test run prints at its end (registered from tests/conftest.py).
+
+Tests add to the counters below; `summary` writes them under the heading
+"fastbp reliability figures". Counts cover only the tests that ran in this session.
+"""
+from collections import defaultdict
+
+# backend -> {"inputs": fuzzed calls, "rejected": ValueError/TypeError, "accepted": equal to the reference}
+fuzz = defaultdict(lambda: {"inputs": 0, "rejected": 0, "accepted": 0})
+# fuzzed calls run in child processes (the no-crash proof): backend -> calls; and crashes seen
+subprocess_fuzz = defaultdict(int)
+crashes = []              # descriptions of child processes that died by a signal or a non-Value/TypeError
+kill_trials = {"trials": 0, "survived": 0, "mid_save": 0}
+memory = {}               # backend -> text
+threads = {}              # backend -> text
+
+
+def record_fuzz(backend, outcome):
+    """outcome: "rejected" or "accepted"."""
+    counts = fuzz[backend]
+    counts["inputs"] += 1
+    counts[outcome] += 1
+
+
+def summary(terminalreporter):
+    if not (fuzz or subprocess_fuzz or crashes or kill_trials["trials"] or memory or threads):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fastbp reliability figures")
+    for backend, c in sorted(fuzz.items()):
+        write(f"fuzz  {backend:8s} {c['inputs']:6d} fuzzed calls: {c['rejected']:6d} rejected "
+              f"(ValueError/TypeError), {c['accepted']:6d} equal to the reference")
+    for backend, n in sorted(subprocess_fuzz.items()):
+        write(f"fuzz  {backend:8s} {n:6d} fuzzed calls in child processes (exit status checked)")
+    write(f"crashes: {len(crashes)}" + "".join(f"\n  {c}" for c in crashes))
+    if kill_trials["trials"]:
+        k = kill_trials
+        write(f"kill-during-save: {k['survived']}/{k['trials']} SIGKILL trials left a loadable checkpoint "
+              f"holding the old or the new state ({k['mid_save']} killed while a save was in flight)")
+    for backend, text in sorted(threads.items()):
+        write(f"threads {backend:8s} {text}")
+    for backend, text in sorted(memory.items()):
+        write(f"memory  {backend:8s} {text}")
