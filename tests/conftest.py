@@ -35,3 +35,9 @@ def dtype(request):
 def tolerance(dtype):
     """Same-numbers tolerance vs the reference: 1e-10 relative in float64, rounding in float32."""
     return dict(rtol=1e-10, atol=1e-12) if np.dtype(dtype) == np.float64 else dict(rtol=2e-4, atol=1e-5)
+
+
+# ---- reliability figures (issue 10): tests/fuzz_report.py prints what the suite measured ----
+def pytest_terminal_summary(terminalreporter):
+    import fuzz_report
+    fuzz_report.summary(terminalreporter)
