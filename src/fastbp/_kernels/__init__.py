@@ -35,12 +35,13 @@ def unavailable_reasons():
     return {name: _probe(name)[1] for name in MODULES if not _probe(name)[0]}
 
 
-def resolve(name):
-    """A backend name, or "auto" -> a usable backend name; ValueError listing the usable ones."""
+def resolve(name, arch=None):
+    """A backend name, or "auto" -> a usable backend name; ValueError listing the usable ones.
+    For "auto", `arch` (a layout.Architecture) lets the choice follow the network's shape."""
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string; got {type(name).__name__}")
     if name == "auto":
-        return next(n for n in AUTO_PREFERENCE if _probe(n)[0])
+        return next(n for n in auto_order(arch) if _probe(n)[0])
     if name not in MODULES:
         raise ValueError(f"unknown backend {name!r}; available: {list(available_backends())} (or 'auto')")
     usable, why = _probe(name)
@@ -49,10 +50,47 @@ def resolve(name):
     return name
 
 
-# Until the CPU backends are measured against each other, "auto" takes the first usable.
-AUTO_PREFERENCE = ("numba", "cython", "numpy")
+# "auto" takes the first usable backend of auto_order(arch): AUTO_PREFERENCE, reordered for
+# the network's shape by the rule below. With no architecture (fastbp.kernels.*, or a
+# caller that does not say) it is AUTO_PREFERENCE as written: Cython first, as it is compiled
+# at install time (no JIT latency, no Numba import) and was the faster CPU backend on most
+# shapes measured.
+AUTO_PREFERENCE = ("cython", "numba", "numpy")
+
+# The rule, from interleaved measurements of one float32 SGD train_step per shape (numba vs
+# cython, single thread, CPU time per step so that the shared machine's load cancels out;
+# script: bench/cython_auto_rule.py; numba/cython time ratios, > 1 means Cython faster):
+#     relu / identity nets: 2-2-2 b1 1.2, 64-64-64-1 b32 1.9, 128-128-10 b16 1.6,
+#         784-128-64-10 b64 1.3, 784-256-256-10 b256 1.1, 128-128-128-10 b256 1.1,
+#         512-512-512-10 b64 1.1, 1024x4 b256 1.0
+#     tanh / sigmoid nets: 64-64-64-1 b32 0.80, 32-32-32-1 b256 0.43, 784-128-64-10 b64 1.0,
+#         2-2-2 b1 1.2
+# Numba wins where transcendental activations (its vectorized float32 approximations against
+# Cython's libm calls) are a large share of the step: many activations per multiply-add,
+# i.e. a small mean fan-in. Everywhere else the BLAS-fed Cython step is as fast or faster.
+TRANSCENDENTAL_MAX_FAN_IN = 256     # mean fan-in below which numba takes transcendental nets
+TINY_NETWORK_PARAMS = 1000          # below this, per-call overhead decides: Cython's is lower
 
 
-def get_ops(name):
-    """The `Ops` instance of a backend name or "auto"."""
-    return importlib.import_module(MODULES[resolve(name)]).ops
+def prefers_numba(arch):
+    """The measured rule above: numba for not-tiny networks with a transcendental activation
+    (anything but identity/relu/leaky_relu) and a mean fan-in below TRANSCENDENTAL_MAX_FAN_IN."""
+    from .. import activations
+    cheap = {activations.IDENTITY, activations.RELU, activations.LEAKY_RELU}
+    if all(code in cheap for code in arch.activations) or arch.n_params < TINY_NETWORK_PARAMS:
+        return False
+    multiply_adds = sum(n_in * n_out for n_in, n_out in arch.shapes)
+    return multiply_adds / sum(arch.sizes[1:]) < TRANSCENDENTAL_MAX_FAN_IN
+
+
+def auto_order(arch=None):
+    """The backends "auto" tries, best first, for a network `arch` (None: shape unknown)."""
+    if arch is None or "numba" not in AUTO_PREFERENCE or "cython" not in AUTO_PREFERENCE:
+        return AUTO_PREFERENCE
+    first = "numba" if prefers_numba(arch) else "cython"
+    return (first,) + tuple(n for n in AUTO_PREFERENCE if n != first)
+
+
+def get_ops(name, arch=None):
+    """The `Ops` instance of a backend name or "auto" (for the network `arch`, when given)."""
+    return importlib.import_module(MODULES[resolve(name, arch)]).ops

@@ -1,0 +1,235 @@
+"""The Cython backend: really compiled, really run, and its one-call step equal to the
+reference's composed step. (The shared suites in test_kernels.py, test_autograd.py,
+test_bad_input.py, ... run on it through the `backend` fixture.)"""
+import importlib.machinery
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import _kernels, activations
+from fastbp._kernels import base, reference
+from conftest import tolerance
+
+cython_cpu = pytest.importorskip("fastbp._kernels.cython_cpu")
+pytestmark = pytest.mark.skipif(not cython_cpu.available()[0],
+                                reason=f"Cython backend not usable: {cython_cpu.available()[1]}")
+
+SIZES = [6, 16, 9, 4]
+OPTIMIZERS = {
+    "sgd": lambda: fb.SGD(lr=0.05),
+    "momentum": lambda: fb.SGD(lr=0.05, momentum=0.9, weight_decay=0.01),
+    "nesterov": lambda: fb.SGD(lr=0.05, momentum=0.8, nesterov=True),
+    "adam": lambda: fb.Adam(lr=0.01, weight_decay=0.001),
+}
+LOSSES = [("mse", "mean", "identity"), ("mse", "sum", "tanh"), ("cross_entropy", "mean", "identity"),
+          ("cross_entropy", "sum", "identity"), ("bce", "mean", "identity"), ("bce", "sum", "sigmoid")]
+
+
+def batch(rng, n, loss, n_in=SIZES[0], n_out=SIZES[-1]):
+    X = rng.normal(size=(n, n_in))
+    if loss == "cross_entropy":
+        return X, rng.integers(0, n_out, n)
+    if loss == "bce":
+        return X, (rng.random((n, n_out)) > 0.5).astype(float)
+    return X, rng.normal(size=(n, n_out))
+
+
+def pair(dtype, loss="mse", reduction="mean", activation="relu", output="identity", sizes=SIZES):
+    return [fb.MLP(sizes, activation=activation, output_activation=output, loss=loss, reduction=reduction,
+                   dtype=dtype, backend=b, seed=3) for b in ("numpy", "cython")]
+
+
+# ---- the extension is built and is what runs ----
+
+def test_extension_modules_are_compiled():
+    from fastbp._kernels import _cy_blas, _cython_kernels
+    for module in (_cython_kernels, _cy_blas):
+        assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
+    for name in ("network_step_f32", "network_step_f64", "linear_forward", "delta_propagate",
+                 "weight_gradient", "loss_and_output_grad", "sgd_update", "adam_update"):
+        kernel = getattr(_cython_kernels, name)
+        assert not inspect.isfunction(kernel), f"{name} is a Python function, not compiled code"
+        assert type(kernel).__name__ in ("cython_function_or_method", "fused_cython_function",
+                                         "builtin_function_or_method"), type(kernel)
+    assert fb.MLP([2, 2], backend="cython")._ops is cython_cpu.ops
+    assert type(cython_cpu.ops).train_step is not base.Ops.train_step
+
+
+def test_results_do_not_come_from_the_reference(monkeypatch):
+    rng = np.random.default_rng(0)
+    X, y = batch(rng, 8, "mse")
+    net = fb.MLP(SIZES, backend="cython", seed=1)
+    start = net.get_flat_params()
+    first = (net.forward(X), net.loss_and_grad(X, y)[0], net.train_step(X, y, fb.SGD(0.1)), net.get_flat_params())
+
+    def broken(*args, **kwargs):
+        raise AssertionError("the reference was called")
+    for name in ("linear_forward", "activation_backward", "delta_propagate", "weight_gradient",
+                 "loss_and_output_grad", "sgd_update", "adam_update", "forward", "loss_and_grad", "train_step"):
+        monkeypatch.setattr(reference.NumpyOps, name, broken)
+    monkeypatch.setattr(reference, "FUNCTIONS", {})
+    monkeypatch.setattr(np, "matmul", broken)
+    net.set_flat_params(start)
+    again = (net.forward(X), net.loss_and_grad(X, y)[0], net.train_step(X, y, fb.SGD(0.1)), net.get_flat_params())
+    for a, b in zip(first, again):
+        assert np.array_equal(a, b)
+
+
+def test_blas_is_reachable_and_both_providers_agree():
+    from fastbp._kernels import _cy_blas
+    name, description = _cy_blas.provider()
+    assert name in ("numpy", "scipy"), description
+    rng = np.random.default_rng(2)
+    X, W, b = rng.normal(size=(33, 70)), rng.normal(size=(70, 45)), rng.normal(size=45)
+    results = {}
+    try:
+        for provider in ("numpy", "scipy"):
+            try:
+                _cy_blas.use(provider)
+            except ValueError as e:
+                pytest.skip(f"{provider}'s BLAS not reachable here: {e}")
+            results[provider] = fb.kernels.linear_forward(X, W, b, "tanh", backend="cython")[1]
+    finally:
+        _cy_blas.use(name)
+    np.testing.assert_allclose(results["numpy"], results["scipy"], rtol=1e-12)
+    np.testing.assert_allclose(results["numpy"], np.tanh(X @ W + b), rtol=1e-12)
+
+
+def test_threaded_and_serial_passes_give_identical_bits():
+    from fastbp._kernels import _cython_kernels as k
+    rng = np.random.default_rng(4)
+    X, y = batch(rng, 64, "mse", n_in=40, n_out=70)
+    outs = []
+    old = k.set_parallel_min(0)
+    try:
+        for threshold in (0, 1 << 60):
+            k.set_parallel_min(threshold)
+            net, opt = fb.MLP([40, 300, 70], activation="gelu", backend="cython", seed=5), fb.Adam(0.01)
+            for _ in range(2):
+                net.train_step(X, y, opt)
+            outs.append(net.get_flat_params())
+    finally:
+        k.set_parallel_min(old)
+    assert outs[0].tobytes() == outs[1].tobytes()
+
+
+# ---- the fused step equals the reference's composed step ----
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("loss,reduction,output", LOSSES, ids=[f"{l}-{r}-{o}" for l, r, o in LOSSES])
+def test_fused_step_matches_reference(dtype, loss, reduction, output, optimizer):
+    rng = np.random.default_rng(7)
+    nets = pair(dtype, loss, reduction, activation="tanh" if optimizer == "adam" else "relu", output=output)
+    opts = [OPTIMIZERS[optimizer]() for _ in nets]
+    for step in range(4):
+        X, y = batch(rng, 11 if step % 2 else 17, loss)
+        losses = [net.train_step(X, y, opt) for net, opt in zip(nets, opts)]
+        np.testing.assert_allclose(losses[1], losses[0], **tolerance(dtype))
+        np.testing.assert_allclose(nets[1].flat_params, nets[0].flat_params, **tolerance(dtype))
+        np.testing.assert_allclose(nets[1].flat_grads, nets[0].flat_grads, **tolerance(dtype))
+    for name in opts[0].state:
+        np.testing.assert_allclose(opts[1].state[name], opts[0].state[name], **tolerance(dtype))
+    assert opts[0].step_count == opts[1].step_count == 4
+    np.testing.assert_allclose(nets[1].forward(X), nets[0].forward(X), **tolerance(dtype))
+    np.testing.assert_allclose(nets[1].loss_value(X, y), nets[0].loss_value(X, y), **tolerance(dtype))
+
+
+@pytest.mark.parametrize("activation", activations.NAMES)
+def test_every_activation_in_the_fused_pass(activation):
+    rng = np.random.default_rng(8)
+    nets = pair(np.float64, activation=activation, output=activation)
+    X, y = batch(rng, 13, "mse")
+    grads = [net.loss_and_grad(X, y) for net in nets]
+    np.testing.assert_allclose(grads[1][0], grads[0][0], **tolerance(np.float64))
+    for a, b in zip(grads[1][1] + grads[1][2], grads[0][1] + grads[0][2]):
+        np.testing.assert_allclose(a, b, **tolerance(np.float64))
+
+
+def test_fused_step_matches_cython_composed_kernels(dtype):
+    """The one-call step and Ops.train_step composed from this backend's own kernels."""
+    rng = np.random.default_rng(9)
+    nets = [fb.MLP(SIZES, activation="elu", dtype=dtype, backend="cython", seed=2) for _ in range(2)]
+    opts = [fb.SGD(0.05, momentum=0.9) for _ in nets]
+    for _ in range(3):
+        X, y = batch(rng, 10, "mse")
+        fused = nets[0].train_step(X, y, opts[0])
+        X, y = nets[1]._inputs(X, y)
+        composed = base.Ops.train_step(cython_cpu.ops, nets[1]._state, X, y, opts[1])
+        np.testing.assert_allclose(fused, composed, **tolerance(dtype))
+    np.testing.assert_allclose(nets[0].flat_params, nets[1].flat_params, **tolerance(dtype))
+
+
+# ---- failure paths and workspaces ----
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_non_finite_step_changes_nothing(dtype, optimizer):
+    rng = np.random.default_rng(10)
+    net, opt = fb.MLP(SIZES, activation="identity", dtype=dtype, backend="cython", seed=1), OPTIMIZERS[optimizer]()
+    X, y = batch(rng, 8, "mse")
+    net.train_step(X, y, opt)
+    net.set_params([np.ones(w.shape) for w in net.weights], net.biases)
+    params, state, count = net.get_flat_params(), {k: v.copy() for k, v in opt.state.items()}, opt.step_count
+    huge = np.full((8, SIZES[0]), np.finfo(dtype).max / 4)
+    with pytest.raises(FloatingPointError):
+        net.train_step(huge, y, opt)
+    assert net.get_flat_params().tobytes() == params.tobytes()
+    assert all(opt.state[k].tobytes() == state[k].tobytes() for k in state)
+    assert opt.step_count == count
+    net.train_step(X, y, opt)                      # and it goes on from there
+    assert np.isfinite(net.get_flat_params()).all() and opt.step_count == count + 1
+
+
+def test_workspace_is_allocated_once_and_reused_across_batch_sizes():
+    rng = np.random.default_rng(11)
+    nets = pair(np.float64)
+    opts = [fb.SGD(0.05) for _ in nets]
+    seen = []
+    for n in (32, 5, 32, 1, 20):
+        X, y = batch(rng, n, "mse")
+        for net, opt in zip(nets, opts):
+            net.train_step(X, y, opt)
+        seen.append(nets[1]._state.scratch["cython"])
+        np.testing.assert_allclose(nets[1].flat_params, nets[0].flat_params, **tolerance(np.float64))
+    assert all(ws is seen[0] for ws in seen) and seen[0].capacity == 32
+    X, y = batch(rng, 40, "mse")
+    nets[1].train_step(X, y, opts[1])
+    assert nets[1]._state.scratch["cython"].capacity == 40          # grown for a larger batch
+
+
+# ---- backend choice ----
+
+def arch_of(sizes, activation):
+    return fb.MLP(list(sizes), activation=activation, backend="numpy").arch
+
+
+@pytest.mark.parametrize("sizes,activation,first", [
+    ((2, 2, 2), "sigmoid", "cython"),                     # tiny: call overhead decides
+    ((64, 64, 64, 1), "tanh", "numba"),                   # transcendental, fan-in 64
+    ((64, 64, 64, 1), "relu", "cython"),
+    ((784, 128, 64, 10), "sigmoid", "cython"),            # fan-in ~540: GEMMs dominate
+    ((784, 256, 256, 10), "relu", "cython"),
+    ((1024, 1024, 1024, 1024), "relu", "cython"),
+])
+def test_auto_rule_follows_the_measured_shapes(monkeypatch, sizes, activation, first):
+    monkeypatch.setattr(_kernels, "AUTO_PREFERENCE", ("cython", "numba", "numpy"))
+    arch = arch_of(sizes, activation)
+    assert _kernels.auto_order(arch)[0] == first
+    assert _kernels.resolve("auto", arch) == next(b for b in _kernels.auto_order(arch) if b in fb.available_backends())
+    net = fb.MLP(list(sizes), activation=activation, seed=0)
+    assert net.backend == _kernels.resolve("auto", arch) and net.backend != "cuda"
+    monkeypatch.setattr(_kernels, "AUTO_PREFERENCE", ("numpy",))       # the preference still bounds it
+    assert _kernels.resolve("auto", arch) == "numpy"
+
+
+def test_choosing_cython_imports_no_numba():
+    code = ("import sys, numpy as np, fastbp as fb\n"
+            "net = fb.MLP([4, 8, 2], backend='cython', seed=0)\n"
+            "net.train_step(np.ones((3, 4)), np.ones((3, 2)), fb.SGD(0.1))\n"
+            "assert 'numba' not in sys.modules, 'numba was imported'\n"
+            "assert 'scipy.linalg' not in sys.modules or '--scipy' in sys.argv, 'scipy.linalg was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
