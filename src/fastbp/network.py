@@ -49,7 +49,7 @@ class MLP:
             reduction=losses.reduction_code(reduction),
             dtype=validation.float_dtype(dtype),
         )
-        self.backend = resolve(backend)
+        self.backend = resolve(backend, self.arch)
         self._ops = get_ops(self.backend)
         params = self._ops.from_host(initial_parameters(self.arch, seed))
         grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
