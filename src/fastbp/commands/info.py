@@ -24,6 +24,9 @@ def run(args):
           f"{', '.join(AUTO_PREFERENCE)})")
     for name, why in unavailable_reasons().items():
         print(f"  {name}: not usable: {why}")
+    if "cython" in available_backends():
+        from fastbp._kernels.cython_cpu import build_info
+        print(f"Cython kernels: {build_info()}")
 
     print("BLAS / OpenMP (threadpoolctl):")
     for line in _threadpools():
