@@ -1,0 +1,150 @@
+"""The `fastbp` command: every subcommand runs (as a subprocess, `python -m fastbp ...`),
+and bad arguments exit nonzero with one line and no traceback."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+
+
+def fastbp(*args, cwd=None, timeout=120):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "fastbp", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)
+
+
+def test_train_with_no_arguments_is_the_main_job():
+    r = fastbp("train")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "built-in 8x8 digits" in out and "1,797 samples" in out
+    assert "validation" in out
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 20 and all("val_accuracy" in line and "samples/s" in line for line in epochs)
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert accuracy >= 0.95
+    assert "throughput" in out
+    assert r.stderr == "", "no progress bar when stdout/stderr are not a terminal"
+
+
+def test_train_save_resume_equals_one_run_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    common = ["--epochs", "4", "--layers", "32", "--backend", "numpy", "--quiet"]
+    whole = fastbp("train", *common, "--save", tmp_path / "whole.npz")
+    assert whole.returncode == 0, whole.stderr
+    first = fastbp("train", "--epochs", "2", "--layers", "32", "--backend", "numpy", "--quiet",
+                   "--save", tmp_path / "part.npz")
+    assert first.returncode == 0, first.stderr
+    rest = fastbp("train", *common, "--resume", tmp_path / "part.npz", "--save", tmp_path / "part.npz",
+                  "--plot", tmp_path / "curves.png")
+    assert rest.returncode == 0, rest.stderr
+    assert "resuming from" in rest.stdout and "after epoch 2" in rest.stdout
+    np.testing.assert_array_equal(fb.MLP.load(tmp_path / "part.npz").get_flat_params(),
+                                  fb.MLP.load(tmp_path / "whole.npz").get_flat_params())
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "gradient norms (last epoch): layer 1" in rest.stdout
+
+
+def test_train_on_user_csv_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=200)
+    np.savetxt(tmp_path / "reg.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,target", comments="")
+    r = fastbp("train", "--data", tmp_path / "reg.csv", "--epochs", "30", "--lr", "1e-2", "--dtype", "float64")
+    assert r.returncode == 0, r.stderr
+    assert "loss='mse'" in r.stdout
+    r2 = float(r.stdout.split("test R^2 ")[1].split()[0])
+    assert r2 > 0.9
+
+
+def test_gradcheck_all_backends_passes():
+    r = fastbp("gradcheck", "--backend", "all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line for line in r.stdout.splitlines()[1:-1]]
+    assert {row.split()[0] for row in rows} == set(fb.available_backends())
+    assert all(row.endswith("ok") for row in rows)
+    assert f"{len(rows)}/{len(rows)} passed" in r.stdout
+
+
+def test_gradcheck_exits_nonzero_when_backprop_is_wrong(monkeypatch, capsys):
+    from fastbp import activations, cli
+    from fastbp._kernels import reference
+    right = reference.DERIVATIVES[activations.TANH]
+    monkeypatch.setitem(reference.DERIVATIVES, activations.TANH, lambda z, a: 1.1 * right(z, a))   # a planted bug
+    assert cli.main(["gradcheck", "--backend", "numpy"]) == 1
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.endswith("FAILED")]
+    assert failed and all("tanh" in line for line in failed)
+    assert len(failed) == 2 and "6/8 passed" in out        # tanh hidden, and tanh output
+
+
+def test_explain_default_is_the_real_2_2_2_computation():
+    r = fastbp("explain", "--backend", "numpy")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Z1 = A0 @ W1 + b1" in out and "[[1.6, 2.2]]" in out
+    sig = 1 / (1 + np.exp(-np.array([1.6, 2.2])))
+    assert f"{sig[0]:.6f}" in out and "not 0.9" in out and "not 0.95" in out
+    assert "[[ 0.18 , -0.27 ], [ 0.19 , -0.285]]" in out            # textbook dW2 from its assumed values
+    assert "[[-0.02, -0.04], [-0.03, -0.06]]" in out               # textbook dW1 from its assumed delta1
+    assert "textbook assumes delta2" in out and "textbook assumes delta1" in out
+    assert "same gradients (max difference 0.0e+00)" in out and "passed" in out
+
+
+def test_explain_a_user_network(tmp_path):
+    r = fastbp("explain", "--layers", "3,4,2", "--activation", "tanh", "--loss", "cross_entropy",
+               "--input", "0.5,-1,2", "--target", "1")
+    assert r.returncode == 0, r.stderr
+    assert "delta1 = (delta2 @ W2.T) * tanh'(Z1)" in r.stdout and "passed" in r.stdout
+    net = fb.MLP([2, 3, 1], activation="sigmoid", backend="numpy", seed=0)
+    net.save(tmp_path / "n.npz")
+    r = fastbp("explain", "--network", tmp_path / "n.npz", "--input", "1,2", "--target", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert "network [2, 3, 1]" in r.stdout
+
+
+def test_info():
+    r = fastbp("info")
+    assert r.returncode == 0, r.stderr
+    assert f"fastbp {fb.__version__}" in r.stdout
+    assert "backends: " + ", ".join(fb.available_backends()) in r.stdout
+    assert "BLAS / OpenMP" in r.stdout and "threads" in r.stdout and "GPU:" in r.stdout
+
+
+@pytest.mark.parametrize("args, names", [
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--epochs", "many"], "--epochs"),
+    (["train", "--layers", "64,x"], "--layers"),
+    (["train", "--activation", "swish9"], "activation"),
+    (["train", "--backend", "tpu"], "backend"),
+    (["train", "--data", "/no/such/file.csv"], "/no/such/file.csv"),
+    (["train", "--resume", "/no/such/ckpt.npz"], "/no/such/ckpt.npz"),
+    (["train", "--lr", "-1", "--epochs", "1"], "lr"),
+    (["train", "--save", "/no/such/folder/x.npz", "--epochs", "1"], "checkpoint"),
+    (["train", "--val-fraction", "1.5"], "--val-fraction"),
+    (["train", "--bogus"], "--bogus"),
+    (["gradcheck", "--backend", "tpu"], "backend"),
+    (["gradcheck", "--sizes", "4,x"], "--sizes"),
+    (["explain", "--input", "1,2,3"], "--input"),
+    (["explain", "--layers", "2,0,1"], "layer_sizes"),
+    (["explain", "--network", "/no/such.npz"], "/no/such.npz"),
+    (["nosuchcommand"], "nosuchcommand"),
+])
+def test_bad_arguments_exit_nonzero_with_one_line(args, names, tmp_path):
+    r = fastbp(*args, cwd=tmp_path)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert names in lines[0]
+
+
+def test_corrupt_resume_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    r = fastbp("train", "--resume", bad)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "bad.npz" in r.stderr
