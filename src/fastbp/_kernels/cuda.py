@@ -6,9 +6,10 @@ only host<->device copies, so `MLP.weights` on "cuda" are host copies.
 
 Network-level steps take one of two paths, chosen per network (`uses_fused`):
   fused   every layer size <= 128: one kernel for the whole forward pass, one for the
-          backward delta propagation (cuda_fused.py), then per-layer weight-gradient
-          reductions.
+          backward delta propagation (cuda_fused.py).
   tiled   otherwise: per layer, tiled shared-memory GEMMs with fused epilogues (cuda_gemm.py).
+Either way all the weight gradients are then one batched reduction launch (plus one to
+add the batch chunks), written straight into the flat gradient buffer.
 `CudaOps.fused` forces a path (True/False) for tests and experiments; None is automatic.
 
 Public kernels (fastbp.kernels.*) accept host NumPy arrays (copied over, results copied
@@ -87,6 +88,8 @@ class _Meta:
         self.b_off = cuda.to_device(np.array([b for _, b in offsets], dtype=np.int64))
         self.sizes_d = cuda.to_device(np.array(arch.sizes, dtype=np.int64))
         self.codes = cuda.to_device(np.array(arch.activations, dtype=np.int64))
+        tiles = gemm.tile_table(arch.sizes)
+        self.tiles, self.n_tiles = cuda.to_device(tiles), len(tiles)
 
 
 class _Workspace:
@@ -111,6 +114,8 @@ class _Workspace:
         self.A = [self.za[o + M * n:o + 2 * M * n].reshape(M, n) for o, n in zip(za_off, widths)]
         self.D = [self.d[o:o + M * n].reshape(M, n) for o, n in zip(d_off, widths)]
         self.za_off = cuda.to_device(np.array(za_off, dtype=np.int64))
+        # where each layer's input A[l-1] starts in za (layer 0 reads X instead)
+        self.a_off = cuda.to_device(np.array([0] + [o + M * n for o, n in zip(za_off, widths)][:-1], dtype=np.int64))
         self.d_off = cuda.to_device(np.array(d_off, dtype=np.int64))
         self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=dtype)
         self.result = cuda.device_array(2, dtype=dtype)
@@ -309,8 +314,8 @@ class CudaOps(Ops):
         else:
             for l in range(arch.n_layers - 1, 0, -1):
                 gemm.delta_propagate(ws.D[l], P.W[l], ws.Z[l - 1], ws.A[l - 1], arch.activations[l - 1], ws.D[l - 1])
-        for l in range(arch.n_layers):
-            gemm.weight_gradient(X if l == 0 else ws.A[l - 1], ws.D[l], G.W[l], G.b[l], ws.scratch)
+        gemm.weight_gradients(X, ws.za, ws.a_off, ws.d, ws.d_off, meta.sizes_d, meta.w_off, meta.b_off,
+                              meta.tiles, meta.n_tiles, G.flat, ws.scratch)
 
     def forward(self, state, X):
         meta, ws = self._plan(state, X.shape[0])

@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda
 
 from .. import losses
-from .cuda_math import device_functions, numba_type
+from .cuda_math import WARP, device_functions, numba_type
 
 THREADS = 256          # threads per block of the 1-D kernels (a power of two: tree reductions)
 MAX_BLOCKS = 1024      # grid-stride loops cover the rest; also the length of the partial-sum buffer
@@ -21,7 +21,7 @@ MAX_BLOCKS = 1024      # grid-stride loops cover the rest; also the length of th
 def launch_shape(n):
     """(blocks, threads) for n independent items: small blocks for small n (also keeps the
     simulator fast), at most MAX_BLOCKS blocks with grid-stride loops beyond that."""
-    threads = 32
+    threads = WARP
     while threads < THREADS and threads < n:
         threads *= 2
     return min(MAX_BLOCKS, max(1, -(-n // threads))), threads

@@ -30,7 +30,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from .cuda_math import device_functions, numba_type
+from .cuda_math import WARP, device_functions, numba_type
 
 MAX_WIDTH = 128
 
@@ -45,7 +45,7 @@ def eligible(sizes):
 
 def threads_per_block(sizes):
     """One thread per column of the widest layer, rounded up to whole warps."""
-    return -(-max(sizes) // 32) * 32
+    return -(-max(sizes) // WARP) * WARP
 
 
 @functools.lru_cache(maxsize=None)

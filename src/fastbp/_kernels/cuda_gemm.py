@@ -15,6 +15,13 @@ weight_gradient reduces over the batch, which is long while dW may be small (64 
 16 tiles): the batch is split into `splits` chunks (grid z) whose partial sums land in a
 workspace and are added by a second, element-wise kernel, so a big batch still fills the
 GPU, and the result does not depend on scheduling (no atomics: reproducible sums).
+`weight_gradients` does this for every layer of a network in ONE launch (a table of
+(layer, k-tile, n-tile) blocks over the flat activation/delta workspaces), writing the
+flat gradient buffer directly: two launches per step for all the weight gradients.
+
+TILE is 16 on a GPU (256 threads per block). Under numba's simulator, where each thread
+is a Python thread, the default is 4: the kernels are the same code with a different
+compile-time constant (`kernels(dtype, tile)`), and the tests also run them at 16.
 """
 import functools
 
@@ -22,15 +29,16 @@ import numpy as np
 from numba import cuda
 
 from .cuda_elementwise import launch_shape
-from .cuda_math import device_functions, numba_type
+from .cuda_math import SIMULATED, device_functions, numba_type
 
-TILE = 16
+TILE = 4 if SIMULATED else 16
 ROWS_PER_SPLIT = 1024       # batch rows per weight-gradient chunk (a multiple of TILE)
 TARGET_BLOCKS = 512         # enough blocks to fill a large GPU (about 4 per SM on an H100)
 
 
 @functools.lru_cache(maxsize=None)
-def kernels(dtype):
+def kernels(dtype, tile=None):
+    TILE = tile or globals()["TILE"]
     T = numba_type(dtype)
     activate, derivative, _ = device_functions(np.dtype(dtype))
 
@@ -112,6 +120,47 @@ def kernels(dtype):
             db[s, n] = acc_b
 
     @cuda.jit(cache=True)
+    def weight_gradients(X, ZA, a_off, D, d_off, sizes, w_off, b_off, tiles, rows_per_split, G):
+        """Every layer's dW and db in one launch. Block (t, s) computes tile t = tiles[t] =
+        (layer l, first k, first n) of dW[l] over batch chunk s, into G[s] laid out as the
+        flat gradient buffer (W[l] at w_off[l], b[l] at b_off[l]). A[l-1] is X for l = 0,
+        else ZA[a_off[l]:] as (M, sizes[l]); delta[l] is D[d_off[l]:] as (M, sizes[l+1])."""
+        M = X.shape[0]
+        sA = cuda.shared.array((TILE, TILE), T)
+        sD = cuda.shared.array((TILE, TILE), T)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        t, s = cuda.blockIdx.x, cuda.blockIdx.y
+        l, k_tile, n_tile = tiles[t, 0], tiles[t, 1], tiles[t, 2]
+        K, N = sizes[l], sizes[l + 1]
+        a_at, d_at = a_off[l], d_off[l]
+        n = n_tile + tx
+        k = k_tile + ty
+        m_begin = s * rows_per_split
+        m_end = min(M, m_begin + rows_per_split)
+        bias_thread = k_tile == 0 and ty == 0
+        acc = T(0)
+        acc_b = T(0)
+        for m0 in range(m_begin, m_end, TILE):
+            m = m0 + ty
+            kk = k_tile + tx
+            a = T(0)
+            if m < m_end and kk < K:
+                a = X[m, kk] if l == 0 else ZA[a_at + m * K + kk]
+            sA[ty, tx] = a
+            sD[ty, tx] = D[d_at + m * N + n] if m < m_end and n < N else T(0)
+            cuda.syncthreads()
+            for j in range(TILE):
+                acc += sA[j, ty] * sD[j, tx]
+            if bias_thread:
+                for j in range(TILE):
+                    acc_b += sD[j, tx]
+            cuda.syncthreads()
+        if k < K and n < N:
+            G[s, w_off[l] + k * N + n] = acc
+        if bias_thread and n < N:
+            G[s, b_off[l] + n] = acc_b
+
+    @cuda.jit(cache=True)
     def sum_splits(parts, out):
         """out[i] = sum_s parts[s, i] (a fixed order: reproducible)."""
         S, n = parts.shape
@@ -122,48 +171,74 @@ def kernels(dtype):
             out[i] = acc
 
     return dict(linear_forward=linear_forward, delta_propagate=delta_propagate,
-                weight_gradient=weight_gradient, sum_splits=sum_splits)
+                weight_gradient=weight_gradient, weight_gradients=weight_gradients, sum_splits=sum_splits)
 
 
-def _grid(n_cols, n_rows, depth=1):
-    return (-(-n_cols // TILE), -(-n_rows // TILE), depth)
+def _grid(n_cols, n_rows, depth=1, tile=None):
+    tile = tile or TILE
+    return (-(-n_cols // tile), -(-n_rows // tile), depth)
 
 
-def linear_forward(X, W, b, code, Z, A):
-    kernels(X.dtype)["linear_forward"][_grid(W.shape[1], X.shape[0]), (TILE, TILE)](X, W, b, code, Z, A)
+def linear_forward(X, W, b, code, Z, A, tile=None):
+    tile = tile or TILE
+    kernels(X.dtype, tile)["linear_forward"][_grid(W.shape[1], X.shape[0], 1, tile), (tile, tile)](
+        X, W, b, code, Z, A)
 
 
-def delta_propagate(delta, W, Z, A, code, out):
-    kernels(delta.dtype)["delta_propagate"][_grid(W.shape[0], delta.shape[0]), (TILE, TILE)](
+def delta_propagate(delta, W, Z, A, code, out, tile=None):
+    tile = tile or TILE
+    kernels(delta.dtype, tile)["delta_propagate"][_grid(W.shape[0], delta.shape[0], 1, tile), (tile, tile)](
         delta, W, Z, A, code, out)
 
 
-def weight_gradient_splits(M, K, N):
-    """How many batch chunks the weight gradient of an (M, K) x (M, N) product uses:
-    enough blocks to fill the GPU, never chunks shorter than ROWS_PER_SPLIT."""
-    tiles = -(-K // TILE) * -(-N // TILE)
-    wanted = max(1, TARGET_BLOCKS // tiles)
-    return max(1, min(wanted, -(-M // ROWS_PER_SPLIT)))
+def batch_splits(M, n_tiles, tile=None):
+    """(splits, rows per split) for a reduction over M batch rows by n_tiles output tiles:
+    enough blocks to fill the GPU, chunks of at least ROWS_PER_SPLIT rows (a multiple of the tile)."""
+    tile = tile or TILE
+    splits = max(1, min(max(1, TARGET_BLOCKS // n_tiles), -(-M // ROWS_PER_SPLIT)))
+    rows = -(-M // splits)
+    rows = -(-rows // tile) * tile
+    return -(-M // rows), rows
 
 
-def weight_gradient(A_prev, delta, dW, db, workspace):
+def weight_gradient(A_prev, delta, dW, db, workspace, tile=None):
     """dW = A_prev.T @ delta, db = delta.sum(0), into the device arrays dW, db.
     workspace(name, shape) -> a device scratch array (used when the batch is split)."""
+    tile = tile or TILE
     M, K = A_prev.shape
     N = delta.shape[1]
-    splits = weight_gradient_splits(M, K, N)
-    rows = -(-M // splits)
-    rows = -(-rows // TILE) * TILE
-    splits = -(-M // rows)
-    k = kernels(A_prev.dtype)
-    grid = _grid(N, K, splits)
+    splits, rows = batch_splits(M, -(-K // tile) * -(-N // tile), tile)
+    k = kernels(A_prev.dtype, tile)
+    grid = _grid(N, K, splits, tile)
     if splits == 1:
-        k["weight_gradient"][grid, (TILE, TILE)](A_prev, delta, rows, dW.reshape(1, K, N), db.reshape(1, N))
+        k["weight_gradient"][grid, (tile, tile)](A_prev, delta, rows, dW.reshape(1, K, N), db.reshape(1, N))
         return
     parts_w = workspace("wgrad_w", (splits, K * N))
     parts_b = workspace("wgrad_b", (splits, N))
-    k["weight_gradient"][grid, (TILE, TILE)](A_prev, delta, rows, parts_w.reshape(splits, K, N), parts_b)
+    k["weight_gradient"][grid, (tile, tile)](A_prev, delta, rows, parts_w.reshape(splits, K, N), parts_b)
     blocks, threads = launch_shape(K * N)
     k["sum_splits"][blocks, threads](parts_w, dW.reshape(K * N))
     blocks, threads = launch_shape(N)
     k["sum_splits"][blocks, threads](parts_b, db)
+
+
+def tile_table(sizes, tile=None):
+    """The (layer, first k, first n) of every output tile of every layer's dW: an (n_tiles, 3) int64 array."""
+    tile = tile or TILE
+    return np.array([(l, k0, n0) for l in range(len(sizes) - 1)
+                     for k0 in range(0, sizes[l], tile) for n0 in range(0, sizes[l + 1], tile)], dtype=np.int64)
+
+
+def weight_gradients(X, ZA, a_off, D, d_off, sizes, w_off, b_off, tiles, n_tiles, G, workspace, tile=None):
+    """All layers' dW, db into the flat gradient buffer G (device) in one launch (+ one to add
+    the batch chunks when the batch is split). tiles: tile_table(...) on the device."""
+    tile = tile or TILE
+    M = X.shape[0]
+    splits, rows = batch_splits(M, n_tiles, tile)
+    k = kernels(X.dtype, tile)
+    target = G.reshape(1, G.size) if splits == 1 else workspace("wgrads", (splits, G.size))
+    k["weight_gradients"][(n_tiles, splits), (tile, tile)](X, ZA, a_off, D, d_off, sizes, w_off, b_off, tiles,
+                                                           rows, target)
+    if splits > 1:
+        blocks, threads = launch_shape(G.size)
+        k["sum_splits"][blocks, threads](target, G)

@@ -18,6 +18,12 @@ IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU = (
     act.IDENTITY, act.SIGMOID, act.TANH, act.RELU, act.LEAKY_RELU, act.ELU, act.SOFTPLUS, act.GELU, act.SILU)
 
 
+SIMULATED = bool(getattr(numba.config, "ENABLE_CUDASIM", False))
+# Thread counts are rounded to whole warps on a GPU; numba's simulator runs each thread as a
+# Python thread (about 0.2 ms each), so there they are rounded to 8 instead: same kernels.
+WARP = 8 if SIMULATED else 32
+
+
 def numba_type(dtype):
     return numba.from_dtype(np.dtype(dtype))
 
@@ -76,8 +82,9 @@ def device_functions(dtype):
             return sigmoid(z)
         if code == GELU:
             t = math.tanh(T(gelu_c) * (z + T(gelu_k) * z * z * z))
+            zc = min(max(z, T(-100)), T(100))    # as the reference: 1 - t*t is 0 beyond, and z*z may overflow
             return (T(0.5) * (T(1) + t)
-                    + T(0.5) * z * (T(1) - t * t) * T(gelu_c) * (T(1) + T(3) * T(gelu_k) * z * z))
+                    + T(0.5) * zc * (T(1) - t * t) * T(gelu_c) * (T(1) + T(3) * T(gelu_k) * zc * zc))
         # SILU
         s = sigmoid(z)
         return s * (T(1) + z * (T(1) - s))
