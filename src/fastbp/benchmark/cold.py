@@ -82,7 +82,7 @@ def measure(candidates, workload, dtype, warm_runs=3, progress=None):
 def table(rows, workload, dtype):
     lines = [f"fastbp bench --cold: fresh processes, one {dtype} training step of {workload}; milliseconds",
              "cold = empty NUMBA_CACHE_DIR (JIT compiles everything), warm = the cache the cold run wrote "
-             "(median of the warm runs)",
+             "(median of the warm runs); for peers, 'import fastbp' is the harness's own import",
              f"  {'implementation':<16}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
              f"{'to 1st step':>13}{'process':>10}"]
     for r in rows:

@@ -119,7 +119,7 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
-def run(workloads, dtype, backends, peers, settings, progress=None, command=None, note=""):
+def run(workloads, dtype, backends, peers, settings, progress=None, command=None, note="", thread_limit=None):
     """The whole comparison -> the record (a JSON-ready dict)."""
     from . import threads
     absent = {}
@@ -148,7 +148,7 @@ def run(workloads, dtype, backends, peers, settings, progress=None, command=None
     return dict(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=command,
-        note=note, machine=machine(), threads=threads.describe(), dtype=dtype.name,
+        note=note, machine=machine(), thread_limit=thread_limit, threads=threads.describe(), dtype=dtype.name,
         settings=dict(settings), learning_rate=guard.LR,
         gemm=dict(dtype=dtype.name, n=settings["gemm_n"], gflops_before=peak_before,
                   gflops_after=peak_after, peak_gflops=peak),

@@ -8,6 +8,17 @@ def _num(x, fmt):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def _fixed(x, width):
+    """About 3 significant digits, never in exponent notation."""
+    if x >= 100:
+        text = f"{x:,.0f}"
+    elif x >= 0.01:
+        text = f"{x:.3g}"
+    else:
+        text = "<0.01"
+    return f"{text:>{width}}"
+
+
 def _flops(n):
     return f"{n / 1e6:,.2f} MFLOP" if n >= 1e5 else f"{n:,} FLOP"
 
@@ -19,7 +30,8 @@ def table(record):
     lines = [
         f"fastbp bench: one {dt} SGD training step (forward + backward + update), median of "
         f"{record['settings']['repeats']} interleaved rounds, warm-up excluded",
-        f"machine: {record['machine']['processor']}, {len(record['threads']['affinity'])} CPUs usable; "
+        f"machine: {record['machine']['processor']}, {len(record['threads']['affinity'])} CPUs usable, "
+        f"threads: {record.get('thread_limit') or 'library defaults'}; "
         f"{'s' if dt == 'float32' else 'd'}gemm peak in this run: {gemm['peak_gflops']:.1f} GFLOP/s "
         f"({gemm['n']}x{gemm['n']}; {gemm['gflops_before']:.1f} before, {gemm['gflops_after']:.1f} after)",
         "GFLOP/s counts the matrix products only: 6*B*sum(n_in*n_out) - 2*B*n0*n1 per step",
@@ -41,8 +53,8 @@ def table(record):
             spread = 100 * (r["q3_us"] - r["q1_us"]) / r["median_us"]
             ratio = peer_best["median_us"] / r["median_us"] if peer_best else None
             mark = "  <- best peer" if r["name"] == w["best_peer"] else ""
-            lines.append(f"  {r['name']:<22}{r['median_us']:>12,.1f}{spread:>8.0f}{r['gflops']:>10.3g}"
-                         f"{r['pct_peak']:>8.2g}{_num(ratio, '>13.2f')}x{mark}")
+            lines.append(f"  {r['name']:<22}{r['median_us']:>12,.1f}{spread:>8.0f}{_fixed(r['gflops'], 10)}"
+                         f"{_fixed(r['pct_peak'], 8)}{_num(ratio, '>13.2f')}x{mark}")
         if w["speedup_best"] is not None:
             lines.append(f"  speed-up over the best peer ({w['best_peer']}): fastbp best ({w['best_fastbp']}) "
                          f"{w['speedup_best']:.2f}x, auto {_num(w['speedup_auto'], '.2f')}x")
@@ -90,8 +102,8 @@ def plot(record, path):
         ax.invert_yaxis()
         ax.set_title(f"{w['name']} ({'-'.join(map(str, w['sizes']))}, batch {w['batch']})", fontsize=9)
         ax.tick_params(labelsize=8)
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
+        for y, r in enumerate(rows):              # the label right of the error bar
+            ax.text(r["q3_us"] * 1.02, y, f" {r['median_us']:,.0f}", va="center", fontsize=7)
     axes[-1, 0].set_xlabel(f"microseconds per {record['dtype']} training step (median; log scale; lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -124,7 +124,7 @@ def run(args):
             settings["repeats"] = args.repeats
         try:
             record = compare.run(chosen_workloads, args.dtype, backends, chosen_peers, settings,
-                                 progress, command=command, note=args.note)
+                                 progress, command=command, note=args.note, thread_limit=args.threads)
         except guard.GuardError as e:
             progress.done()
             print(f"fastbp bench: error: correctness guard: {e}", file=sys.stderr)
