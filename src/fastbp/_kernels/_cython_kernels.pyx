@@ -61,7 +61,25 @@ cdef enum:
     N_PLAN = 7      # per layer in a plan: n_in, n_out, activation, W at, b at, Z at, A at
 PLAN_FIELDS = N_PLAN
 
-cdef Py_ssize_t parallel_min = 1 << 16      # elements; smaller passes run on one thread
+# Elements; smaller passes run on one thread. OpenMP is compiled in, but measured it did not
+# pay for these passes: on an idle machine they are a few percent of a step (the GEMMs
+# dominate), and where the cores are shared (the 2-core CI/dev machine under load) every
+# parallel region waits at its closing barrier for a descheduled thread: mnist-b256 steps
+# went from ~30 ms to ~300-900 ms with two OpenMP threads at load ~13 (OpenBLAS alone: ~30 ms).
+# So by default only passes over >= 2**24 elements (16M parameters) split; set_parallel_min()
+# or FASTBP_CYTHON_PARALLEL_MIN changes it.
+cdef Py_ssize_t parallel_min = 1 << 24
+
+
+def _parallel_min_from_environment():
+    import os
+    global parallel_min
+    value = os.environ.get("FASTBP_CYTHON_PARALLEL_MIN", "").strip()
+    if value.isdigit():
+        parallel_min = int(value)
+
+
+_parallel_min_from_environment()
 
 
 def codes():
