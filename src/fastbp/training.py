@@ -219,7 +219,7 @@ def evaluate(net, X, y):
         out = ops.forward(state, ops.from_host(Xc))
         loss = ops.loss_and_output_grad(out, ops.from_host(yc), arch.loss, arch.reduction)[0]
         total += loss * len(Xc) if net.reduction == "mean" else loss
-        outputs.append(np.asarray(ops.to_host(out)))
+        outputs.append(np.array(ops.to_host(out), copy=True))     # a backend may reuse its output buffer
     outputs = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
     return (total / n if net.reduction == "mean" else total), score(outputs, y, arch.loss)
 
