@@ -4,7 +4,9 @@ from ._kernels import available_backends
 from .gradcheck import gradcheck
 from .network import MLP
 from .optim import SGD, Adam
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-__all__ = ["datasets", "MLP", "SGD", "Adam", "gradcheck", "kernels", "available_backends", "__version__"]
+__all__ = ["datasets", "MLP", "SGD", "Adam", "gradcheck", "kernels", "available_backends",
+           "set_num_threads", "get_num_threads", "__version__"]

@@ -18,11 +18,16 @@ from . import numba_fused as fused
 from . import numba_kernels as K
 from .base import Ops
 
+_CE = losses.CROSS_ENTROPY
 _NO_LABELS = np.zeros(0, dtype=np.intp)
 _NO_TARGETS = {np.dtype(np.float32): np.zeros((0, 0), np.float32),
                np.dtype(np.float64): np.zeros((0, 0), np.float64)}
 _NO_STATE = {np.dtype(np.float32): np.zeros(0, np.float32),
              np.dtype(np.float64): np.zeros(0, np.float64)}
+
+
+# workspaces kept per network (one per batch size seen; the oldest is dropped beyond this)
+MAX_WORKSPACES = 4
 
 
 class NumbaOps(Ops):
@@ -73,6 +78,9 @@ class NumbaOps(Ops):
             if "numba_sizes" not in scratch:
                 scratch["numba_sizes"] = np.array(arch.sizes, dtype=np.int64)
                 scratch["numba_acts"] = np.array(arch.activations, dtype=np.int64)
+            sizes = [k for k in scratch if isinstance(k, int)]
+            if len(sizes) >= MAX_WORKSPACES:        # fit's last short batch, eval sizes, ...: keep a few
+                del scratch[sizes[0]]
             ws = scratch[batch] = np.empty(fused.workspace_size(arch.sizes, batch), dtype=arch.dtype)
         return scratch["numba_sizes"], scratch["numba_acts"], ws
 
@@ -110,22 +118,40 @@ class NumbaOps(Ops):
     def train_step(self, state, X, y, optimizer):
         """Forward, backward and update in one compiled call; FloatingPointError (nothing
         updated) on a non-finite loss or gradient, ValueError (nothing written) on NaN/inf
-        in X or y."""
-        optimizer.bind(self, state.params.flat)
+        in X or y. The Python here is the whole per-step overhead: keep it to look-ups."""
+        scratch = state.scratch
+        ws = scratch.get(X.shape[0])
+        if ws is None:
+            ws = self._compiled(state, X.shape[0])[2]
+        if optimizer._binding is None:
+            optimizer.bind(self, state.params.flat)
         st = optimizer.state
-        if isinstance(optimizer, SGD):
-            opt, s1, s2 = fused.OPT_SGD, st["velocity"], None
-            hyper = (optimizer.lr, optimizer.momentum, optimizer.weight_decay, optimizer.nesterov,
-                     0.0, 0.0, 0.0, optimizer.step_count + 1)
+        arch = state.arch
+        if arch.loss == _CE:
+            targets, labels = _NO_TARGETS[arch.dtype], y
+        else:
+            targets, labels = y, _NO_LABELS
+        if type(optimizer) is SGD or isinstance(optimizer, SGD):
+            status, loss = fused.step(
+                fused.MODE_TRAIN, X, targets, labels, state.params.flat, state.grads.flat, ws,
+                scratch["numba_sizes"], scratch["numba_acts"], arch.loss, arch.reduction, fused.OPT_SGD,
+                optimizer.lr, optimizer.momentum, optimizer.weight_decay, optimizer.nesterov,
+                0.0, 0.0, 0.0, optimizer.step_count + 1, st["velocity"], _NO_STATE[arch.dtype])
         elif isinstance(optimizer, Adam):
-            opt, s1, s2 = fused.OPT_ADAM, st["m"], st["v"]
-            hyper = (optimizer.lr, 0.0, optimizer.weight_decay, False, optimizer.betas[0], optimizer.betas[1],
-                     optimizer.eps, optimizer.step_count + 1)
+            beta1, beta2 = optimizer.betas
+            status, loss = fused.step(
+                fused.MODE_TRAIN, X, targets, labels, state.params.flat, state.grads.flat, ws,
+                scratch["numba_sizes"], scratch["numba_acts"], arch.loss, arch.reduction, fused.OPT_ADAM,
+                optimizer.lr, 0.0, optimizer.weight_decay, False, beta1, beta2, optimizer.eps,
+                optimizer.step_count + 1, st["m"], st["v"])
         else:   # an optimizer this backend does not fuse: the composed path
+            if not (self.all_finite(X) and self.all_finite(y)):
+                raise ValueError(f"{'X' if not self.all_finite(X) else 'y'} contains NaN or inf")
             return super().train_step(state, X, y, optimizer)
-        status, loss = self._pass(fused.MODE_TRAIN, state, X, y, opt, hyper, s1, s2)
-        if status == fused.NONFINITE:
-            raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+        if status:
+            if status == fused.NONFINITE:
+                raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+            raise ValueError(f"{'X' if status == fused.BAD_X else 'y'} contains NaN or inf")
         optimizer.step_count += 1
         return loss
 

@@ -1,0 +1,280 @@
+"""What is particular to the Numba backend: the float32 approximations' error bound, the
+one-call training step against the composed NumPy reference, the non-finite path, the
+per-batch-size workspaces, thread limits, and compile-on-first-use.
+
+(The shared suites -- kernels, autograd, worked examples, bad input -- run on this backend
+through the `backend` fixture.) Few specialisations on purpose: compile time is most of
+this file's run time.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+
+pytestmark = pytest.mark.skipif("numba" not in fb.available_backends(), reason="numba backend not usable")
+
+F32 = np.float32
+TINY = np.finfo(F32).tiny
+
+
+# ---------------------------------------------------------------- float32 approximations
+
+def sweep():
+    """Dense float32 points over the whole useful range, the extremes and special values."""
+    parts = [np.linspace(-120, 120, 1_000_001), np.geomspace(1e-38, 120, 100_001),
+             -np.geomspace(1e-38, 120, 100_001),
+             [0.0, -0.0, 0.3, -0.3, np.nextafter(0.3, 0), 88.72, 89.0, -87.3, -103.9, -104.0,
+              1e30, -1e30, np.finfo(F32).max, -np.finfo(F32).max, TINY, -TINY, 1e-45]]
+    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]).astype(F32)
+
+
+def exp_through_kernel_flags(x):
+    """fast_exp isn't used by a kernel yet; evaluate it under the kernels' own flags."""
+    from numba import njit
+
+    from fastbp._kernels.numba_kernels import FASTMATH
+    from fastbp._kernels.numba_math import fast_exp
+
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def run(a, out):
+        for i in range(a.size):
+            out[i] = fast_exp(a[i])
+
+    out = np.empty_like(x)
+    run(x, out)
+    return out
+
+
+def activate(x, code):
+    from fastbp._kernels import numba_kernels as K
+    out = np.empty_like(x)
+    K.activate(x, out, code)
+    return out
+
+
+def sigmoid64(z):
+    return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "exp"])
+def test_float32_approximation_error_bound(name):
+    """Relative error <= 1e-6 against float64 wherever the float64 result is a normal
+    float32; within 1e-6 * tiny below that; NaN -> NaN; +-inf -> the limits."""
+    from fastbp import activations as act
+    x = sweep()
+    with np.errstate(over="ignore"):
+        got = {"tanh": lambda: activate(x, act.TANH), "sigmoid": lambda: activate(x, act.SIGMOID),
+               "exp": lambda: exp_through_kernel_flags(x)}[name]()
+        ref = {"tanh": np.tanh, "sigmoid": sigmoid64, "exp": np.exp}[name](x.astype(np.float64))
+    assert got.dtype == F32
+    normal = (np.abs(ref) >= TINY) & (np.abs(ref) <= np.finfo(F32).max)
+    rel = np.abs(got[normal].astype(np.float64) - ref[normal]) / np.abs(ref[normal])
+    assert rel.max() <= 1e-6, f"{name}: max relative error {rel.max():.3g} at x={x[normal][rel.argmax()]}"
+    small = np.abs(ref) < TINY
+    assert np.all(np.abs(got[small].astype(np.float64) - ref[small]) <= 1e-6 * TINY + 1e-45)
+    if name == "exp":
+        assert np.all(np.isinf(got[ref > np.finfo(F32).max]))
+    special = np.array([np.nan, np.inf, -np.inf], F32)
+    with np.errstate(over="ignore"):
+        out = {"tanh": lambda: activate(special, act.TANH), "sigmoid": lambda: activate(special, act.SIGMOID),
+               "exp": lambda: exp_through_kernel_flags(special)}[name]()
+    assert np.isnan(out[0])
+    np.testing.assert_array_equal(out[1:], {"tanh": [1, -1], "sigmoid": [1, 0], "exp": [np.inf, 0]}[name])
+
+
+def test_float64_activations_are_libm():
+    from fastbp import activations as act
+    x = np.linspace(-30, 30, 10001)
+    np.testing.assert_allclose(activate(x, act.TANH), np.tanh(x), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(activate(x, act.SIGMOID), sigmoid64(x), rtol=1e-15, atol=0)
+
+
+# ---------------------------------------------------------------- the fused step
+
+OPTIMIZERS = {
+    "sgd": lambda: fb.SGD(0.05),
+    "momentum": lambda: fb.SGD(0.05, momentum=0.9, weight_decay=1e-3),
+    "nesterov": lambda: fb.SGD(0.05, momentum=0.8, nesterov=True),
+    "adam": lambda: fb.Adam(0.01, weight_decay=1e-3),
+}
+LOSSES = [("mse", "mean", "tanh", "sigmoid"), ("mse", "sum", "relu", "identity"),
+          ("cross_entropy", "mean", "sigmoid", "identity"), ("cross_entropy", "sum", "gelu", "identity"),
+          ("bce", "mean", "silu", "identity"), ("bce", "sum", "elu", "identity")]
+
+
+def data(loss, batch, rng, n_in=5, n_out=3):
+    X = rng.standard_normal((batch, n_in))
+    if loss == "cross_entropy":
+        y = rng.integers(0, n_out, batch)
+    elif loss == "bce":
+        y = rng.random((batch, n_out))
+    else:
+        y = rng.standard_normal((batch, n_out))
+    return X, y
+
+
+def pair(loss, reduction, hidden, output, dtype, sizes=(5, 8, 6, 3)):
+    return [fb.MLP(list(sizes), activation=hidden, output_activation=output, loss=loss, reduction=reduction,
+                   dtype=dtype, backend=b, seed=3) for b in ("numpy", "numba")]
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("loss,reduction,hidden,output", LOSSES)
+def test_fused_step_matches_the_composed_reference(loss, reduction, hidden, output, opt_name):
+    """Several float64 steps of the one-call step == NumpyOps' kernel-by-kernel step, to 1e-10:
+    the losses, the parameters and the optimizer state."""
+    rng = np.random.default_rng(11)
+    ref, net = pair(loss, reduction, hidden, output, np.float64)
+    opt_ref, opt = OPTIMIZERS[opt_name](), OPTIMIZERS[opt_name]()
+    for _ in range(4):
+        X, y = data(loss, 7, rng)
+        assert net.train_step(X, y, opt) == pytest.approx(ref.train_step(X, y, opt_ref), rel=1e-10)
+    np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10, atol=1e-12)
+    for name in opt.state_names:
+        np.testing.assert_allclose(opt.state[name], opt_ref.state[name], rtol=1e-10, atol=1e-12)
+    assert opt.step_count == opt_ref.step_count == 4
+
+
+@pytest.mark.parametrize("loss,reduction,hidden,output", [LOSSES[0], LOSSES[2], LOSSES[4]])
+def test_fused_step_float32_is_the_reference_up_to_rounding(loss, reduction, hidden, output):
+    rng = np.random.default_rng(5)
+    ref, net = pair(loss, reduction, hidden, output, F32)
+    opt_ref, opt = fb.Adam(0.01), fb.Adam(0.01)
+    for _ in range(3):
+        X, y = data(loss, 6, rng)
+        assert net.train_step(X, y, opt) == pytest.approx(ref.train_step(X, y, opt_ref), rel=1e-4)
+    np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-4, atol=1e-5)
+
+
+def test_forward_loss_and_grad_match_the_reference():
+    rng = np.random.default_rng(2)
+    ref, net = pair("cross_entropy", "mean", "tanh", "identity", np.float64)
+    X, y = data("cross_entropy", 9, rng)
+    np.testing.assert_allclose(net.forward(X), ref.forward(X), rtol=1e-12)
+    assert net.loss_value(X, y) == pytest.approx(ref.loss_value(X, y), rel=1e-12)
+    l1, dW1, db1 = net.loss_and_grad(X, y)
+    l0, dW0, db0 = ref.loss_and_grad(X, y)
+    assert l1 == pytest.approx(l0, rel=1e-12)
+    for a, b in zip(dW1 + db1, dW0 + db0):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def snapshot(net, opt):
+    return (net.get_flat_params(), {k: np.array(v) for k, v in opt.state.items()}, opt.step_count)
+
+
+def assert_unchanged(before, net, opt):
+    params, state, steps = before
+    np.testing.assert_array_equal(net.get_flat_params(), params)
+    assert opt.step_count == steps
+    for k, v in state.items():
+        np.testing.assert_array_equal(opt.state[k], v)
+
+
+@pytest.mark.parametrize("opt_name", ["momentum", "adam"])
+def test_nonfinite_loss_updates_nothing(opt_name):
+    """A loss that overflows inside the compiled call: FloatingPointError, and the update
+    (skipped inside the same call) has touched neither parameters nor optimizer state."""
+    rng = np.random.default_rng(0)
+    net = fb.MLP([5, 8, 3], activation="relu", dtype=F32, backend="numba", seed=1)
+    opt = OPTIMIZERS[opt_name]()
+    X, y = data("mse", 4, rng)
+    net.train_step(X, y, opt)                       # state buffers now hold non-zero values
+    before = snapshot(net, opt)
+    with pytest.raises(FloatingPointError):
+        net.train_step(X * 1e30, y, opt)            # finite input, overflowing loss/gradients
+    assert_unchanged(before, net, opt)
+    net.train_step(X, y, opt)                       # and training goes on from there
+    assert opt.step_count == before[2] + 1
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_nan_input_is_rejected_inside_the_call_before_any_write(where):
+    rng = np.random.default_rng(0)
+    net = fb.MLP([5, 8, 3], activation="tanh", dtype=F32, backend="numba", seed=1)
+    opt = fb.Adam(0.01)
+    X, y = data("mse", 4, rng)
+    net.train_step(X, y, opt)
+    grads = net.flat_grads.copy()
+    before = snapshot(net, opt)
+    bad = X.copy() if where == "X" else y.copy()
+    bad[2, 1] = np.inf if where == "X" else np.nan
+    with pytest.raises(ValueError, match=f"^{where} contains NaN or inf"):
+        net.train_step(bad, y, opt) if where == "X" else net.train_step(X, bad, opt)
+    assert_unchanged(before, net, opt)
+    np.testing.assert_array_equal(net.flat_grads, grads)
+
+
+def test_workspaces_are_reused_across_changing_batch_sizes():
+    """One workspace per batch size, allocated once and reused; results as the reference
+    whatever the order of sizes; only a few kept."""
+    from fastbp._kernels.numba_cpu import MAX_WORKSPACES
+    rng = np.random.default_rng(4)
+    ref, net = pair("mse", "mean", "sigmoid", "identity", np.float64)
+    opt_ref, opt = fb.SGD(0.1, momentum=0.5), fb.SGD(0.1, momentum=0.5)
+    seen = {}
+    for batch in (5, 3, 5, 1, 3, 8, 5):
+        X, y = data("mse", batch, rng)
+        assert net.train_step(X, y, opt) == pytest.approx(ref.train_step(X, y, opt_ref), rel=1e-10)
+        ws = net._state.scratch[batch]
+        assert seen.setdefault(batch, ws) is ws
+    np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10)
+    for batch in (9, 10, 11, 12, 13):
+        net.train_step(*data("mse", batch, rng), opt)
+    assert sum(isinstance(k, int) for k in net._state.scratch) <= MAX_WORKSPACES
+
+
+def test_blas_path_matches_the_loops():
+    """Layers above BLAS_MIN_FLOPS go to BLAS: same numbers as the reference there too."""
+    from fastbp._kernels.numba_kernels import BLAS_MIN_FLOPS
+    rng = np.random.default_rng(8)
+    sizes = (300, 40, 2)
+    batch = 20
+    assert batch * sizes[0] * sizes[1] >= BLAS_MIN_FLOPS > batch * sizes[1] * sizes[2]
+    ref, net = pair("mse", "mean", "tanh", "identity", np.float64, sizes=sizes)
+    opt_ref, opt = fb.SGD(0.01), fb.SGD(0.01)
+    for _ in range(2):
+        X, y = data("mse", batch, rng, n_in=sizes[0], n_out=sizes[-1])
+        assert net.train_step(X, y, opt) == pytest.approx(ref.train_step(X, y, opt_ref), rel=1e-10)
+    np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10, atol=1e-13)
+
+
+# ---------------------------------------------------------------- threads, compilation
+
+def test_set_num_threads_limits_numba_and_blas():
+    numba = pytest.importorskip("numba")
+    from threadpoolctl import threadpool_info
+    before = numba.get_num_threads()
+    try:
+        assert fb.set_num_threads(1) == 1
+        assert fb.get_num_threads() == 1
+        assert numba.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+        rng = np.random.default_rng(1)
+        X, y = data("mse", 40, rng, n_in=300, n_out=2)
+        results = []
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            fb.set_num_threads(n)
+            net = fb.MLP([300, 40, 2], dtype=np.float64, backend="numba", seed=0)
+            net.train_step(X, y, fb.SGD(0.01))
+            results.append(net.get_flat_params())
+        np.testing.assert_allclose(results[0], results[1], rtol=1e-12)
+    finally:
+        fb.set_num_threads(before)
+    for bad, err in ((0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)):
+        with pytest.raises(err, match="n must"):
+            fb.set_num_threads(bad)
+
+
+def test_import_compiles_nothing():
+    code = ("import fastbp, sys; from fastbp._kernels import numba_cpu, numba_fused, numba_kernels; "
+            "from numba.core.registry import CPUDispatcher; "
+            "d = [v for m in (numba_fused, numba_kernels) for v in vars(m).values() if isinstance(v, CPUDispatcher)]; "
+            "assert d and all(not f.signatures for f in d), [f for f in d if f.signatures]; "
+            "print(len(d))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > 10
