@@ -38,6 +38,8 @@ class Optimizer:
     def check_compatible(self, n_params, dtype, backend, params=None):
         """ValueError if this optimizer already updates another network: a different kind
         (size, dtype, backend) or, when `params` (the network's buffer) is given, another one."""
+        if params is not None and params is self._params:
+            return                  # bound to this very buffer: this network (the per-step fast path)
         wanted = (n_params, np.dtype(dtype), backend)
         if self._binding is not None and self._binding != wanted:
             n, dt, be = self._binding

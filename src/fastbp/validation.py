@@ -108,8 +108,10 @@ def vector(a, n, dtype, name):
     return arr
 
 
-def features(X, dtype, n_features, name="X"):
-    """Model input -> C-contiguous (batch, n_features) array of the network's dtype."""
+def features(X, dtype, n_features, name="X", check_finite=True):
+    """Model input -> C-contiguous (batch, n_features) array of the network's dtype.
+    check_finite=False leaves the NaN/inf pass to the caller (a backend whose compiled call
+    checks before it writes anything: Ops.checks_finite)."""
     arr = _real_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (batch, {n_features}); got shape {arr.shape}")
@@ -118,11 +120,12 @@ def features(X, dtype, n_features, name="X"):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features (columns); got shape {arr.shape}")
     arr = _c_array(arr, dtype)
-    _check_finite(arr, name)
+    if check_finite:
+        _check_finite(arr, name)
     return arr
 
 
-def targets(y, loss, dtype, batch, n_out, name="y"):
+def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     """Targets for `loss` -> the array the kernels take: integer labels (batch,) for
     cross_entropy, else a (batch, n_out) array of the network's dtype."""
     arr = _real_array(y, name)
@@ -146,5 +149,6 @@ def targets(y, loss, dtype, batch, n_out, name="y"):
     if arr.shape != (batch, n_out):
         raise ValueError(f"{name} must have shape ({batch}, {n_out}); got {arr.shape}")
     arr = _c_array(arr, dtype)
-    _check_finite(arr, name)
+    if check_finite:        # (cross_entropy labels above are always checked: they index memory)
+        _check_finite(arr, name)
     return arr

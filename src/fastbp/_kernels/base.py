@@ -15,6 +15,9 @@ from ..validation import kernel_array
 
 class Ops:
     name = "base"
+    # True where train_step itself rejects NaN/inf in X or y (ValueError naming the
+    # argument, raised before anything is written): the model boundary then skips its pass.
+    checks_finite = False
 
     # ---- memory: host NumPy <-> the backend's arrays (identity on CPU backends) ----
     def from_host(self, a):
