@@ -233,3 +233,20 @@ def test_choosing_cython_imports_no_numba():
             "assert 'scipy.linalg' not in sys.modules or '--scipy' in sys.argv, 'scipy.linalg was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_step_checks_inputs_itself_before_writing(dtype):
+    """CythonOps.checks_finite: the compiled step rejects NaN/inf in X or y, nothing written."""
+    assert cython_cpu.CythonOps.checks_finite
+    rng = np.random.default_rng(12)
+    net, opt = fb.MLP(SIZES, dtype=dtype, backend="cython", seed=1), fb.Adam(0.01)
+    X, y = (a.astype(dtype) for a in batch(rng, 6, "mse"))
+    net.train_step(X, y, opt)
+    params, grads, state = net.get_flat_params(), net.flat_grads.copy(), {k: v.copy() for k, v in opt.state.items()}
+    for name, bad_X, bad_y in (("X", np.where(X > 1, np.nan, X), y), ("y", X, np.where(y > 1, np.inf, y))):
+        with pytest.raises(ValueError, match=name):
+            cython_cpu.ops.train_step(net._state, bad_X, bad_y, opt)
+        with pytest.raises(ValueError, match=name):
+            net.train_step(bad_X, bad_y, opt)
+    assert net.get_flat_params().tobytes() == params.tobytes() and net.flat_grads.tobytes() == grads.tobytes()
+    assert all(opt.state[k].tobytes() == state[k].tobytes() for k in state) and opt.step_count == 1

@@ -423,7 +423,7 @@ cdef object network_step_impl(int mode, real[::1] params, real[::1] grads, const
                               object y, real[::1] ws, const Py_ssize_t[::1] plan,
                               Py_ssize_t d0_at, Py_ssize_t d1_at, int loss, int reduction,
                               int optimizer, real[::1] s1, real[::1] s2, long step, double lr,
-                              double h1, double h2, double h3, double h4):
+                              double h1, double h2, double h3, double h4, bint check_inputs):
     cdef const real[:, ::1] Y
     cdef const Py_ssize_t[::1] labels
     cdef const real* y_ptr = NULL
@@ -439,6 +439,11 @@ cdef object network_step_impl(int mode, real[::1] params, real[::1] grads, const
         else:
             Y = y
             y_ptr = &Y[0, 0]
+    if check_inputs:       # the model boundary left the NaN/inf pass to this call (Ops.checks_finite)
+        if not finite_all(&X[0, 0], X.shape[0] * X.shape[1]):
+            raise ValueError("X contains NaN or inf")
+        if y_ptr != NULL and not finite_all(y_ptr, Y.shape[0] * Y.shape[1]):
+            raise ValueError("y contains NaN or inf")
     with nogil:
         value = network_pass(mode, &params[0], &grads[0], &X[0, 0], y_ptr, label_ptr, &ws[0],
                              &plan[0], L, d0_at, d1_at, m, loss, reduction)
@@ -456,21 +461,24 @@ cdef object network_step_impl(int mode, real[::1] params, real[::1] grads, const
 def network_step_f32(int mode, float[::1] params, float[::1] grads, const float[:, ::1] X, y,
                      float[::1] ws, const Py_ssize_t[::1] plan, Py_ssize_t d0_at, Py_ssize_t d1_at,
                      int loss, int reduction, int optimizer, float[::1] s1, float[::1] s2,
-                     long step, double lr, double h1, double h2, double h3, double h4):
+                     long step, double lr, double h1, double h2, double h3, double h4,
+                     bint check_inputs=False):
     """One call per step: mode forward / loss / gradient / train over a whole float32 network.
     Optimizer SGD: h1..h3 = momentum, weight_decay, nesterov; Adam: beta1, beta2, eps,
-    weight_decay. A non-finite loss or gradient raises FloatingPointError before any update."""
+    weight_decay. A non-finite loss or gradient raises FloatingPointError before any update;
+    check_inputs: NaN/inf in X or y raises ValueError before anything is written."""
     return network_step_impl(mode, params, grads, X, y, ws, plan, d0_at, d1_at, loss, reduction,
-                             optimizer, s1, s2, step, lr, h1, h2, h3, h4)
+                             optimizer, s1, s2, step, lr, h1, h2, h3, h4, check_inputs)
 
 
 def network_step_f64(int mode, double[::1] params, double[::1] grads, const double[:, ::1] X, y,
                      double[::1] ws, const Py_ssize_t[::1] plan, Py_ssize_t d0_at, Py_ssize_t d1_at,
                      int loss, int reduction, int optimizer, double[::1] s1, double[::1] s2,
-                     long step, double lr, double h1, double h2, double h3, double h4):
+                     long step, double lr, double h1, double h2, double h3, double h4,
+                     bint check_inputs=False):
     """network_step_f32 for float64."""
     return network_step_impl(mode, params, grads, X, y, ws, plan, d0_at, d1_at, loss, reduction,
-                             optimizer, s1, s2, step, lr, h1, h2, h3, h4)
+                             optimizer, s1, s2, step, lr, h1, h2, h3, h4, check_inputs)
 
 
 # ---------------------------------------------------------------- the public kernels

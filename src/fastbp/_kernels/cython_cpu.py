@@ -98,6 +98,9 @@ class Workspace:
 
 class CythonOps(Ops):
     name = "cython"
+    # train_step checks X and y for NaN/inf inside its compiled call, before anything is
+    # written (ValueError naming the argument), so the model boundary may skip that pass.
+    checks_finite = True
 
     # ---- kernels: outputs allocated here, one compiled call each ----
     def linear_forward(self, X, W, b, act):
@@ -146,14 +149,14 @@ class CythonOps(Ops):
         return ws
 
     def _run(self, mode, state, X, y, optimizer=NO_UPDATE, s1=None, s2=None,
-             step=0, lr=0.0, h1=0.0, h2=0.0, h3=0.0, h4=0.0):
+             step=0, lr=0.0, h1=0.0, h2=0.0, h3=0.0, h4=0.0, check_inputs=False):
         X = np.ascontiguousarray(X)
         ws = self.workspace(state, X.shape[0])
         grads = state.grads.flat
         return ws, ws.step(mode, state.params.flat, grads, X, y, ws.buffer, ws.plan, ws.d0_at,
                            ws.d1_at, state.arch.loss, state.arch.reduction, optimizer,
                            grads if s1 is None else s1, grads if s2 is None else s2,
-                           step, lr, h1, h2, h3, h4)
+                           step, lr, h1, h2, h3, h4, check_inputs)
 
     def forward(self, state, X):
         ws, _ = self._run(MODE["forward"], state, X, None)
@@ -169,17 +172,22 @@ class CythonOps(Ops):
         """Forward, backward, finiteness check and update in one compiled call."""
         kind = type(optimizer)
         if kind is not SGD and kind is not Adam:       # a subclass may change the update
+            for name, a in (("X", X), ("y", y)):
+                if a.dtype.kind == "f" and not self.all_finite(a):
+                    raise ValueError(f"{name} contains NaN or inf")
             return super().train_step(state, X, y, optimizer)
         optimizer.bind(self, state.params.flat)
         step = optimizer.step_count + 1
         if kind is SGD:
             v = optimizer.state["velocity"]
             loss = self._run(MODE["train"], state, X, y, OPTIMIZER["sgd"], v, v, step, optimizer.lr,
-                             optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov))[1]
+                             optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov),
+                             check_inputs=True)[1]
         else:
             loss = self._run(MODE["train"], state, X, y, OPTIMIZER["adam"], optimizer.state["m"],
                              optimizer.state["v"], step, optimizer.lr, optimizer.betas[0],
-                             optimizer.betas[1], optimizer.eps, optimizer.weight_decay)[1]
+                             optimizer.betas[1], optimizer.eps, optimizer.weight_decay,
+                             check_inputs=True)[1]
         optimizer.step_count = step
         return float(loss)
 
