@@ -39,6 +39,7 @@ TARGET_BLOCKS = 512         # enough blocks to fill a large GPU (about 4 per SM 
 @functools.lru_cache(maxsize=None)
 def kernels(dtype, tile=None):
     TILE = tile or globals()["TILE"]
+    PADDED = TILE + 1            # shared-array shapes must be plain constants
     T = numba_type(dtype)
     activate, derivative, _ = device_functions(np.dtype(dtype))
 
@@ -70,7 +71,7 @@ def kernels(dtype, tile=None):
         M, N = D.shape
         K = W.shape[0]
         sD = cuda.shared.array((TILE, TILE), T)
-        sW = cuda.shared.array((TILE, TILE + 1), T)     # read along its first axis: padded
+        sW = cuda.shared.array((TILE, PADDED), T)       # read along its first axis: padded
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         row = cuda.blockIdx.y * TILE + ty
         col = cuda.blockIdx.x * TILE + tx
