@@ -10,7 +10,7 @@ fuzz = defaultdict(lambda: {"inputs": 0, "rejected": 0, "accepted": 0})
 # fuzzed calls run in child processes (the no-crash proof): backend -> calls; and crashes seen
 subprocess_fuzz = defaultdict(int)
 crashes = []              # descriptions of child processes that died by a signal or a non-Value/TypeError
-kill_trials = {"trials": 0, "survived": 0, "mid_save": 0}
+kill_trials = {"trials": 0, "survived": 0, "mid_save": 0, "leftover_temp_files": 0}
 memory = {}               # backend -> text
 threads = {}              # backend -> text
 
@@ -36,7 +36,8 @@ def summary(terminalreporter):
     if kill_trials["trials"]:
         k = kill_trials
         write(f"kill-during-save: {k['survived']}/{k['trials']} SIGKILL trials left a loadable checkpoint "
-              f"holding the old or the new state ({k['mid_save']} killed while a save was in flight)")
+              f"holding the old or the new state ({k['mid_save']} killed while a save was in flight; "
+              f"{k['leftover_temp_files']} temporary files of killed saves left in the folder)")
     for backend, text in sorted(threads.items()):
         write(f"threads {backend:8s} {text}")
     for backend, text in sorted(memory.items()):
