@@ -211,3 +211,10 @@ def test_interleaved_rounds_rotate_and_exclude_the_warm_up():
 
 def test_gemm_peak_is_a_rate():
     assert timing.gemm_peak(64, repeats=2) > 0
+
+
+def test_guard_checks_the_backend_auto_chooses_even_when_not_listed(monkeypatch, capsys):
+    planted_backend(monkeypatch, 1.001)
+    monkeypatch.setattr(_kernels, "AUTO_PREFERENCE", ("planted",))
+    code, out, err = run_cli(QUICK + ["--workloads", "seed-2x2", "--backends", "numpy", "--peers", "none"], capsys)
+    assert code == 3 and "'planted'" in err.strip().splitlines()[-1]

@@ -60,9 +60,9 @@ def peer_candidates(workload, dtype, peers, absent, X, y, ref):
 def run_workload(workload, dtype, backends, peers, absent, settings, peak_gflops, progress=None):
     X, y = make_batch(workload, dtype)
     ref = guard.reference(workload, dtype, X, y)
-    from fastbp._kernels import resolve
+    auto_backend = make_net(workload, dtype, "auto").backend          # auto's choice for this net
     gradient_errors = {}
-    for backend in dict.fromkeys(list(backends) + [resolve("auto")]):    # auto's backend too
+    for backend in dict.fromkeys(list(backends) + [auto_backend]):
         if backend != "numpy":                    # numpy is the reference itself
             if progress:
                 progress(f"checking {backend} against the reference")
