@@ -9,6 +9,11 @@ The network-level methods run ONE compiled call each. Workspaces are allocated o
 batch size and kept in `state.scratch`; X and y are checked for NaN/inf inside the
 compiled call (the model boundary passes them unchecked, see `checks_finite`), and a bad
 input or a non-finite loss/gradient is reported before anything is written.
+
+Developers: Numba's on-disk cache (src/fastbp/_kernels/__pycache__/numba_*.nbi/.nbc) is
+keyed on each function's own file, not on the files it calls. After editing
+numba_math.py or numba_kernels.py, delete those cache files (an install or upgrade
+rewrites every file, so users are not affected).
 """
 import numpy as np
 

@@ -266,11 +266,14 @@ def linear_forward_into(X, W, b, code, Z, A):
 @njit(**JIT)
 def weight_gradient_into(A_prev, delta, dW, db):
     matmul_tn(A_prev, delta, dW)
-    db[:] = 0
+    # the bias gradient summed in float64 (a float32 running sum over a long batch drifts)
+    acc = np.zeros(db.size, np.float64)
     for m in range(delta.shape[0]):
         d = delta[m]
         for j in range(db.size):
-            db[j] += d[j]
+            acc[j] += d[j]
+    for j in range(db.size):
+        db[j] = acc[j]
 
 
 @njit(**JIT)
