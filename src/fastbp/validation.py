@@ -143,7 +143,7 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
         if arr.min() < 0 or arr.max() >= n_out:      # checked before the cast, which could wrap
             raise ValueError(f"{name} labels must lie in [0, {n_out}) for {n_out} outputs; "
                              f"got values in [{arr.min()}, {arr.max()}]")
-        return arr.astype(np.intp)
+        return _c_array(arr, np.intp)          # no copy when they already are C-contiguous intp
     if arr.ndim == 1 and n_out == 1:
         arr = arr[:, None]
     if arr.shape != (batch, n_out):
