@@ -91,8 +91,8 @@ def gemm(rounds):
 
     rng = np.random.default_rng(0)
     print("C = A @ B, float32: register-blocked loops vs BLAS (np.dot in njit), us")
-    for M, Kk, N in [(1, 2, 2), (32, 64, 64), (32, 64, 1), (64, 64, 10), (64, 128, 64), (64, 784, 128),
-                     (64, 64, 128), (256, 256, 256), (256, 784, 256), (16, 128, 128), (32, 128, 128)]:
+    for M, Kk, N in [(1, 2, 2), (4, 16, 16), (8, 32, 32), (16, 32, 32), (32, 64, 1), (64, 64, 10),
+                     (16, 64, 64), (32, 64, 64), (64, 64, 64), (64, 128, 64), (64, 784, 128), (256, 256, 256)]:
         A = rng.standard_normal((M, Kk)).astype(np.float32)
         B = rng.standard_normal((Kk, N)).astype(np.float32)
         C = np.empty((M, N), np.float32)
@@ -109,7 +109,10 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--gemm", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="fastbp.set_num_threads(N) first")
     a = p.parse_args()
+    if a.threads:
+        fb.set_num_threads(a.threads)
     if a.gemm:
         gemm(a.rounds)
     else:

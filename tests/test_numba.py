@@ -228,12 +228,14 @@ def test_workspaces_are_reused_across_changing_batch_sizes():
 
 
 def test_blas_path_matches_the_loops():
-    """Layers above BLAS_MIN_FLOPS go to BLAS: same numbers as the reference there too."""
-    from fastbp._kernels.numba_kernels import BLAS_MIN_FLOPS
+    """A network whose first layer goes to BLAS and whose second runs the loops: same
+    numbers as the reference on both paths."""
+    from fastbp._kernels.numba_kernels import BLAS_MIN_FLOPS, use_blas
     rng = np.random.default_rng(8)
-    sizes = (300, 40, 2)
+    sizes = (300, 40, 8)
     batch = 20
-    assert batch * sizes[0] * sizes[1] >= BLAS_MIN_FLOPS > batch * sizes[1] * sizes[2]
+    assert use_blas(batch * sizes[0] * sizes[1], sizes[1])
+    assert not use_blas(batch * sizes[1] * sizes[2], sizes[2]) and batch * sizes[1] * sizes[2] < BLAS_MIN_FLOPS
     ref, net = pair("mse", "mean", "tanh", "identity", np.float64, sizes=sizes)
     opt_ref, opt = fb.SGD(0.01), fb.SGD(0.01)
     for _ in range(2):

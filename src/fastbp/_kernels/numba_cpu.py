@@ -128,9 +128,11 @@ class NumbaOps(Ops):
         ws = scratch.get(X.shape[0])
         if ws is None:
             ws = self._compiled(state, X.shape[0])[2]
-        if optimizer._binding is None:
-            optimizer.bind(self, state.params.flat)
-        st = optimizer.state
+        fresh = optimizer._binding is None
+        if fresh:       # the first step: bind the optimizer only once the step has succeeded
+            st = {name: np.zeros(state.params.flat.size, state.arch.dtype) for name in optimizer.state_names}
+        else:
+            st = optimizer.state
         arch = state.arch
         if arch.loss == _CE:
             targets, labels = _NO_TARGETS[arch.dtype], y
@@ -157,6 +159,10 @@ class NumbaOps(Ops):
             if status == fused.NONFINITE:
                 raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
             raise ValueError(f"{'X' if status == fused.BAD_X else 'y'} contains NaN or inf")
+        if fresh:
+            optimizer.bind(self, state.params.flat)
+            for name, buf in st.items():
+                optimizer.state[name][...] = buf
         optimizer.step_count += 1
         return loss
 

@@ -11,9 +11,9 @@ Matrix products (C row-major, written, never accumulated into):
     tn  C[M,N] = A[K,M].T @ B[K,N]
     nt  C[M,N] = A[M,K] @ B[N,K].T
 Small products run register-blocked loops (4 rows of C per pass over B, the inner loop
-over N vectorized); products of at least BLAS_MIN_FLOPS multiply-adds call np.dot
-(BLAS gemm via SciPy). The threshold was chosen by timing both on the benchmark shapes
-(bench/numba_profile.py --gemm): see the comment at BLAS_MIN_FLOPS.
+over N vectorized); larger ones call np.dot (BLAS gemm via SciPy). The thresholds were
+chosen by timing both on the benchmark shapes (bench/numba_profile.py --gemm): see the
+comment at BLAS_MIN_FLOPS. (OpenBLAS beats these loops from ~10k multiply-adds on.)
 """
 import math
 
@@ -33,11 +33,17 @@ LEAKY_SLOPE, ELU_ALPHA, GELU_C, GELU_K = act.LEAKY_SLOPE, act.ELU_ALPHA, act.GEL
 MSE, CROSS_ENTROPY, BCE, MEAN = losses.MSE, losses.CROSS_ENTROPY, losses.BCE, losses.MEAN
 LN2 = math.log(2.0)
 
-# Products with M*N*K >= BLAS_MIN_FLOPS go to BLAS. Measured on the 2-core AMD EPYC (AVX2)
-# of the project's CI (see bench/numba_profile.py --gemm): the loops below win clearly up
-# to ~32x64x64 (65k multiply-adds: call overhead of BLAS + its packing), break even
-# around 150-250k, and BLAS wins by 1.5-3x from 64x784x128 on.
-BLAS_MIN_FLOPS = 200_000
+# Which products run the loops below and which call BLAS (np.dot in njit -> SciPy's
+# OpenBLAS sgemm/dgemm). Measured on the CI machine (2-core AMD EPYC, AVX2, shared, BLAS
+# limited to 1 thread; `python bench/numba_profile.py --gemm --threads 1`, float32, median
+# of 9 interleaved rounds), loops/BLAS time: 1x2x2 1.0, 4x16x16 1.2, 8x32x32 0.8,
+# 16x32x32 1.4, 32x64x64 1.7, 64x64x64 2.7, 64x784x128 2.9, 256^3 9.2; and with a narrow
+# output (N < 8: 32x64x1 3.2, 64x64x10 14) the loops' vector dimension is too short.
+# So: the loops only below BLAS_MIN_FLOPS multiply-adds with N >= LOOPS_MIN_N (or below
+# TINY_FLOPS, where BLAS's call overhead is all there is), BLAS everywhere else.
+BLAS_MIN_FLOPS = 12_000
+LOOPS_MIN_N = 8
+TINY_FLOPS = 512
 # A @ B.T as dot products when K >= NT_MIN_K, else through a transposed copy of B.
 NT_MIN_K = 16
 
@@ -213,10 +219,17 @@ def _small_nt(A, B, C):
 
 
 @njit(**JIT)
+def use_blas(flops, vector_length):
+    if flops < TINY_FLOPS:
+        return False
+    return flops >= BLAS_MIN_FLOPS or vector_length < LOOPS_MIN_N
+
+
+@njit(**JIT)
 def matmul_nn(A, B, C):
     """C[M,N] = A[M,K] @ B[K,N]."""
     M, N = C.shape
-    if M * N * A.shape[1] >= BLAS_MIN_FLOPS:
+    if use_blas(M * N * A.shape[1], N):
         np.dot(A, B, C)
     else:
         _small_nn(A, B, C, False)
@@ -226,7 +239,7 @@ def matmul_nn(A, B, C):
 def matmul_tn(A, B, C):
     """C[M,N] = A[K,M].T @ B[K,N]."""
     M, N = C.shape
-    if M * N * A.shape[0] >= BLAS_MIN_FLOPS:
+    if use_blas(M * N * A.shape[0], N):
         np.dot(A.T, B, C)
     else:
         _small_nn(A, B, C, True)
@@ -237,7 +250,7 @@ def matmul_nt(A, B, C, tmp):
     """C[M,N] = A[M,K] @ B[N,K].T; tmp: scratch of at least N*K elements."""
     M, N = C.shape
     K = A.shape[1]
-    if M * N * K >= BLAS_MIN_FLOPS:
+    if use_blas(M * N * K, K if K >= NT_MIN_K else N):
         np.dot(A, B.T, C)
     elif K >= NT_MIN_K:
         _small_nt(A, B, C)

@@ -18,8 +18,8 @@ float32 (in practice the float32 rounding, <= 6e-8, dominates); results below th
 float32 normal range are within 1e-6 * 2**-126 absolute. NaN propagates; +-inf give the
 limits. float64 data use libm (math.exp, math.tanh): exact to the reference.
 
-`fast_exp`, `fast_tanh`, `fast_sigmoid` are overloaded on the argument's type (float32:
-the approximations above; float64: libm), so one kernel source serves both dtypes.
+`fast_exp`, `fast_tanh`, `fast_sigmoid` choose by the argument's type (float32: the
+approximations above; float64: libm), so one kernel source serves both dtypes.
 """
 import math
 
@@ -82,35 +82,37 @@ def sigmoid_exact(x):
 
 
 # ---- type-dispatched entry points used by the kernels ----
+# float32 argument: the approximation (computed and returned in float64; the kernels round
+# it once when they store it); float64: libm. The test is on the argument's type, a
+# compile-time constant, so each specialisation keeps one branch.
 
+def is_float32(x):
+    return isinstance(x, np.float32)
+
+
+@overload(is_float32)
+def _is_float32(x):
+    if x == types.float32:
+        return lambda x: True
+    return lambda x: False
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def fast_exp(x):
+    if is_float32(x):
+        return exp_approx(np.float64(x))
     return math.exp(x)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
 def fast_tanh(x):
+    if is_float32(x):
+        return tanh_approx(np.float64(x))
     return math.tanh(x)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
 def fast_sigmoid(x):
-    return float(sigmoid_exact(x))
-
-
-@overload(fast_exp, inline="always")
-def _fast_exp(x):
-    if x == types.float32:
-        return lambda x: np.float32(exp_approx(np.float64(x)))
-    return lambda x: math.exp(x)
-
-
-@overload(fast_tanh, inline="always")
-def _fast_tanh(x):
-    if x == types.float32:
-        return lambda x: np.float32(tanh_approx(np.float64(x)))
-    return lambda x: math.tanh(x)
-
-
-@overload(fast_sigmoid, inline="always")
-def _fast_sigmoid(x):
-    if x == types.float32:
-        return lambda x: np.float32(sigmoid_approx(np.float64(x)))
-    return lambda x: sigmoid_exact(x)
+    if is_float32(x):
+        return sigmoid_approx(np.float64(x))
+    return sigmoid_exact(x)
