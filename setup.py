@@ -8,7 +8,6 @@ import glob
 import os
 import shutil
 import sys
-import sysconfig
 import tempfile
 
 import numpy
@@ -48,13 +47,20 @@ openmp = compiler_accepts_openmp()
 print(f"fastbp: building the Cython kernels {'with' if openmp else 'without'} OpenMP", file=sys.stderr)
 omp_args = [OPENMP_FLAG] if openmp else []
 
+
+
+def uses_openmp(pyx):
+    with open(pyx, encoding="utf-8") as f:
+        return "prange" in f.read()
+
+
 extensions = [
     Extension(
         "fastbp._kernels." + os.path.splitext(os.path.basename(pyx))[0],
         [pyx],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=["-O3"] + omp_args,
-        extra_link_args=omp_args,
+        extra_compile_args=["-O3"] + (omp_args if uses_openmp(pyx) else []),
+        extra_link_args=omp_args if uses_openmp(pyx) else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for pyx in sorted(glob.glob("src/fastbp/_kernels/*.pyx"))

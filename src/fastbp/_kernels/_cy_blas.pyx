@@ -16,12 +16,22 @@ import os
 from libc.stdint cimport int64_t
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 
-cdef extern from "<dlfcn.h>" nogil:
-    void* dlopen(const char* path, int flags)
-    void* dlsym(void* handle, const char* name)
-    char* dlerror()
-    int RTLD_LAZY
-    int RTLD_NOLOAD
+cdef extern from *:
+    """
+    #if defined(_WIN32)   /* no dlopen: NumPy's BLAS is not looked for, SciPy's is used */
+    static void* fastbp_dlopen(const char* path, int flags) { (void)path; (void)flags; return 0; }
+    static void* fastbp_dlsym(void* handle, const char* name) { (void)handle; (void)name; return 0; }
+    #define FASTBP_RTLD_FLAGS 0
+    #else
+    #include <dlfcn.h>
+    #define fastbp_dlopen dlopen
+    #define fastbp_dlsym dlsym
+    #define FASTBP_RTLD_FLAGS (RTLD_LAZY | RTLD_NOLOAD)
+    #endif
+    """
+    void* dlopen "fastbp_dlopen"(const char* path, int flags) nogil
+    void* dlsym "fastbp_dlsym"(void* handle, const char* name) nogil
+    const int RTLD_FLAGS "FASTBP_RTLD_FLAGS"
 
 ctypedef void (*sgemm32_t)(const char*, const char*, const int*, const int*, const int*,
                            const float*, const float*, const int*, const float*, const int*,
@@ -80,7 +90,7 @@ def _find_numpy():
         from numpy._core import _multiarray_umath as core
     except ImportError:                      # NumPy 1.x
         from numpy.core import _multiarray_umath as core
-    cdef void* handle = dlopen(os.fsencode(core.__file__), RTLD_LAZY | RTLD_NOLOAD)
+    cdef void* handle = dlopen(os.fsencode(core.__file__), RTLD_FLAGS)
     if handle == NULL:
         return None
     cdef void* s

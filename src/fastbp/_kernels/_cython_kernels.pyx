@@ -98,6 +98,11 @@ def openmp():
     return bool(FASTBP_OPENMP), fastbp_max_threads()
 
 
+def get_parallel_min():
+    """Passes over fewer elements than this run on one thread."""
+    return parallel_min
+
+
 def set_parallel_min(Py_ssize_t n):
     """Passes over fewer than n elements run on one thread; -> the previous value."""
     global parallel_min
@@ -419,6 +424,55 @@ cdef double network_pass(int mode, real* P, real* G, const real* X, const real* 
     return value
 
 
+# ---------------------------------------------------------------- shape checks
+# The extension's functions are importable by anyone, so each checks the shapes it relies on
+# (O(1), or O(layers)/O(batch) for the network step) and raises ValueError rather than
+# reading or writing outside an array. fastbp's own callers always pass valid shapes.
+
+cdef int require(bint ok, str message) except -1:
+    if not ok:
+        raise ValueError(message)
+    return 0
+
+
+cdef int check_matrix(Py_ssize_t got_rows, Py_ssize_t got_cols, Py_ssize_t rows, Py_ssize_t cols,
+                      str name) except -1:
+    return require(got_rows == rows and got_cols == cols,
+                   f"{name} must have shape ({rows}, {cols}); got ({got_rows}, {got_cols})")
+
+
+cdef int check_labels(const Py_ssize_t[::1] labels, Py_ssize_t m, Py_ssize_t n_out) except -1:
+    cdef Py_ssize_t i
+    require(labels.shape[0] == m, f"labels must have shape ({m},); got ({labels.shape[0]},)")
+    for i in range(m):
+        require(0 <= labels[i] < n_out, f"labels must lie in [0, {n_out}); got {labels[i]}")
+    return 0
+
+
+cdef int check_plan(const Py_ssize_t[::1] plan, Py_ssize_t n_params, Py_ssize_t n_ws, Py_ssize_t m,
+                    Py_ssize_t n_features, Py_ssize_t d0_at, Py_ssize_t d1_at) except -1:
+    """Every layer's pieces lie inside params / the workspace for a batch of m rows."""
+    cdef Py_ssize_t l, n_in, n_out, widest = 0, expected_in = n_features
+    require(plan.shape[0] > 0 and plan.shape[0] % N_PLAN == 0,
+            f"plan must hold {N_PLAN} entries per layer; got {plan.shape[0]}")
+    require(m > 0, "X must have at least one row")
+    for l in range(plan.shape[0] // N_PLAN):
+        n_in, n_out = plan[l * N_PLAN], plan[l * N_PLAN + 1]
+        require(n_in == expected_in and n_out > 0, f"plan layer {l}: sizes ({n_in}, {n_out}) do not chain")
+        require(0 <= plan[l * N_PLAN + 2] < N_ACTIVATIONS, f"plan layer {l}: unknown activation code")
+        require(0 <= plan[l * N_PLAN + 3] and plan[l * N_PLAN + 3] + n_in * n_out <= n_params
+                and 0 <= plan[l * N_PLAN + 4] and plan[l * N_PLAN + 4] + n_out <= n_params,
+                f"plan layer {l}: weights/bias outside the parameter buffer")
+        require(0 <= plan[l * N_PLAN + 5] and plan[l * N_PLAN + 5] + m * n_out <= n_ws
+                and 0 <= plan[l * N_PLAN + 6] and plan[l * N_PLAN + 6] + m * n_out <= n_ws,
+                f"plan layer {l}: Z/A outside the workspace for {m} rows")
+        widest = max(widest, n_out)
+        expected_in = n_out
+    require(0 <= d0_at and d0_at + m * widest <= n_ws and 0 <= d1_at and d1_at + m * widest <= n_ws,
+            f"delta buffers outside the workspace for {m} rows")
+    return 0
+
+
 cdef object network_step_impl(int mode, real[::1] params, real[::1] grads, const real[:, ::1] X,
                               object y, real[::1] ws, const Py_ssize_t[::1] plan,
                               Py_ssize_t d0_at, Py_ssize_t d1_at, int loss, int reduction,
@@ -432,12 +486,22 @@ cdef object network_step_impl(int mode, real[::1] params, real[::1] grads, const
     cdef Py_ssize_t m = X.shape[0], n = params.shape[0]
     cdef double value
     cdef bint finite = True
+    cdef Py_ssize_t n_out
+    require(FORWARD <= mode <= TRAIN, f"unknown mode {mode}")
+    check_plan(plan, n, ws.shape[0], m, X.shape[1], d0_at, d1_at)
+    n_out = plan[plan.shape[0] - N_PLAN + 1]
+    require(grads.shape[0] == n, f"grads must have {n} entries; got {grads.shape[0]}")
+    if mode == TRAIN and optimizer != NO_UPDATE:
+        require(s1.shape[0] == n and s2.shape[0] == n, f"optimizer state must have {n} entries")
     if mode != FORWARD:
+        require(MSE <= loss <= BCE and MEAN <= reduction <= SUM, "unknown loss or reduction code")
         if loss == CROSS_ENTROPY:
             labels = y
+            check_labels(labels, m, n_out)
             label_ptr = &labels[0]
         else:
             Y = y
+            check_matrix(Y.shape[0], Y.shape[1], m, n_out, "y")
             y_ptr = &Y[0, 0]
     if check_inputs:       # the model boundary left the NaN/inf pass to this call (Ops.checks_finite)
         if not finite_all(&X[0, 0], X.shape[0] * X.shape[1]):
@@ -487,6 +551,12 @@ def linear_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b
                    real[:, ::1] Z, real[:, ::1] A, int code):
     """Z = X @ W + b, A = f(Z), into Z and A."""
     cdef Py_ssize_t m = X.shape[0], k = X.shape[1], n = W.shape[1]
+    require(m > 0 and k > 0 and n > 0, "X and W must not be empty")
+    check_matrix(W.shape[0], W.shape[1], k, n, "W")
+    require(b.shape[0] == n, f"b must have shape ({n},); got ({b.shape[0]},)")
+    check_matrix(Z.shape[0], Z.shape[1], m, n, "Z")
+    check_matrix(A.shape[0], A.shape[1], m, n, "A")
+    require(0 <= code < N_ACTIVATIONS, f"unknown activation code {code}")
     with nogil:
         gemm(c'N', c'N', m, n, k, &X[0, 0], k, &W[0, 0], n, &Z[0, 0], n)
         forward_epilogue(&Z[0, 0], &A[0, 0], &b[0], m, n, code)
@@ -494,6 +564,10 @@ def linear_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b
 
 def activation_backward(real[:, ::1] D, const real[:, ::1] Z, const real[:, ::1] A, int code):
     """D *= f'(Z), in place."""
+    require(D.shape[0] > 0 and D.shape[1] > 0, "D must not be empty")
+    check_matrix(Z.shape[0], Z.shape[1], D.shape[0], D.shape[1], "Z")
+    check_matrix(A.shape[0], A.shape[1], D.shape[0], D.shape[1], "A")
+    require(0 <= code < N_ACTIVATIONS, f"unknown activation code {code}")
     with nogil:
         backward_epilogue(&D[0, 0], &Z[0, 0], &A[0, 0], NULL, D.shape[0], D.shape[1], code)
 
@@ -502,6 +576,12 @@ def delta_propagate(const real[:, ::1] delta, const real[:, ::1] W, const real[:
                     const real[:, ::1] A, real[:, ::1] out, int code):
     """out = (delta @ W.T) * f'(Z)."""
     cdef Py_ssize_t m = delta.shape[0], n = delta.shape[1], k = W.shape[0]
+    require(m > 0 and n > 0 and k > 0, "delta and W must not be empty")
+    check_matrix(W.shape[0], W.shape[1], k, n, "W")
+    check_matrix(Z.shape[0], Z.shape[1], m, k, "Z")
+    check_matrix(A.shape[0], A.shape[1], m, k, "A")
+    check_matrix(out.shape[0], out.shape[1], m, k, "out")
+    require(0 <= code < N_ACTIVATIONS, f"unknown activation code {code}")
     with nogil:
         gemm(c'N', c'T', m, k, n, &delta[0, 0], n, &W[0, 0], n, &out[0, 0], k)
         backward_epilogue(&out[0, 0], &Z[0, 0], &A[0, 0], NULL, m, k, code)
@@ -511,6 +591,10 @@ def weight_gradient(const real[:, ::1] A_prev, const real[:, ::1] delta, real[:,
                     real[::1] db):
     """dW = A_prev.T @ delta, db = delta.sum(axis=0)."""
     cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = delta.shape[1], i, j
+    require(m > 0 and k > 0 and n > 0, "A_prev and delta must not be empty")
+    check_matrix(delta.shape[0], delta.shape[1], m, n, "delta")
+    check_matrix(dW.shape[0], dW.shape[1], k, n, "dW")
+    require(db.shape[0] == n, f"db must have shape ({n},); got ({db.shape[0]},)")
     with nogil:
         gemm(c'T', c'N', k, n, m, &A_prev[0, 0], k, &delta[0, 0], n, &dW[0, 0], n)
         for j in range(n):
@@ -527,11 +611,16 @@ def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss,
     cdef const real* y_ptr = NULL
     cdef const Py_ssize_t* label_ptr = NULL
     cdef double value
+    require(out.shape[0] > 0 and out.shape[1] > 0, "out must not be empty")
+    check_matrix(grad.shape[0], grad.shape[1], out.shape[0], out.shape[1], "grad")
+    require(MSE <= loss <= BCE and MEAN <= reduction <= SUM, "unknown loss or reduction code")
     if loss == CROSS_ENTROPY:
         labels = y
+        check_labels(labels, out.shape[0], out.shape[1])
         label_ptr = &labels[0]
     else:
         Y = y
+        check_matrix(Y.shape[0], Y.shape[1], out.shape[0], out.shape[1], "y")
         y_ptr = &Y[0, 0]
     with nogil:
         value = loss_and_gradient(&out[0, 0], y_ptr, label_ptr, &grad[0, 0], out.shape[0],
@@ -541,18 +630,24 @@ def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss,
 
 def sgd_update(real[::1] p, const real[::1] g, real[::1] velocity, double lr, double momentum,
                double weight_decay, bint nesterov):
+    require(p.shape[0] > 0 and g.shape[0] == p.shape[0] and velocity.shape[0] == p.shape[0],
+            "p, g and velocity must be non-empty and of one length")
     with nogil:
         sgd_flat(&p[0], &g[0], &velocity[0], p.shape[0], lr, momentum, weight_decay, nesterov)
 
 
 def adam_update(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, long step, double lr,
                 double beta1, double beta2, double eps, double weight_decay):
+    require(p.shape[0] > 0 and g.shape[0] == p.shape[0] and m.shape[0] == p.shape[0]
+            and v.shape[0] == p.shape[0], "p, g, m and v must be non-empty and of one length")
     with nogil:
         adam_flat(&p[0], &g[0], &m[0], &v[0], p.shape[0], step, lr, beta1, beta2, eps, weight_decay)
 
 
 def all_finite(const real[::1] a):
     cdef bint ok
+    if a.shape[0] == 0:
+        return True
     with nogil:
         ok = finite_all(&a[0], a.shape[0])
     return ok

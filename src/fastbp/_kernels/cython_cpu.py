@@ -64,7 +64,8 @@ def build_info():
     if _k is None:
         return f"not built ({_IMPORT_ERROR})"
     with_openmp, threads = _k.openmp()
-    omp = (f"OpenMP on ({threads} threads for elementwise passes)" if with_openmp
+    omp = (f"OpenMP compiled in ({threads} threads, for elementwise passes over >= "
+           f"{_k.get_parallel_min():,} elements; FASTBP_CYTHON_PARALLEL_MIN)" if with_openmp
            else "built without OpenMP: elementwise passes run on one thread")
     return f"{_cy_blas.provider()[1]}; {omp}"
 
