@@ -108,10 +108,24 @@ def vector(a, n, dtype, name):
     return arr
 
 
+def _ready(a, dtype, ndim):
+    """a is exactly what a kernel takes already: a base ndarray of dtype, ndim, C-contiguous
+    and aligned (then _real_array and _c_array would return it unchanged)."""
+    if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != ndim:
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.aligned
+
+
 def features(X, dtype, n_features, name="X", check_finite=True):
     """Model input -> C-contiguous (batch, n_features) array of the network's dtype.
     check_finite=False leaves the NaN/inf pass to the caller (a backend whose compiled call
     checks before it writes anything: Ops.checks_finite)."""
+    if _ready(X, dtype, 2) and X.shape[0] > 0 and X.shape[1] == n_features:
+        arr = X     # already what the kernels take (the per-step case): the same checks, fewer calls
+        if check_finite:
+            _check_finite(arr, name)
+        return arr
     arr = _real_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (batch, {n_features}); got shape {arr.shape}")
@@ -128,6 +142,10 @@ def features(X, dtype, n_features, name="X", check_finite=True):
 def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     """Targets for `loss` -> the array the kernels take: integer labels (batch,) for
     cross_entropy, else a (batch, n_out) array of the network's dtype."""
+    if loss != losses.CROSS_ENTROPY and _ready(y, dtype, 2) and y.shape == (batch, n_out):
+        if check_finite:    # already what the kernels take (the per-step case)
+            _check_finite(y, name)
+        return y
     arr = _real_array(y, name)
     if arr.ndim == 0 or arr.shape[0] != batch:
         raise ValueError(f"{name} must have one row per sample ({batch}); got shape {arr.shape}")
