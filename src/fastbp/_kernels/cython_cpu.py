@@ -177,18 +177,24 @@ class CythonOps(Ops):
                 if a.dtype.kind == "f" and not self.all_finite(a):
                     raise ValueError(f"{name} contains NaN or inf")
             return super().train_step(state, X, y, optimizer)
+        fresh = optimizer._binding is None
         optimizer.bind(self, state.params.flat)
         step = optimizer.step_count + 1
-        if kind is SGD:
-            v = optimizer.state["velocity"]
-            loss = self._run(MODE["train"], state, X, y, OPTIMIZER["sgd"], v, v, step, optimizer.lr,
-                             optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov),
-                             check_inputs=True)[1]
-        else:
-            loss = self._run(MODE["train"], state, X, y, OPTIMIZER["adam"], optimizer.state["m"],
-                             optimizer.state["v"], step, optimizer.lr, optimizer.betas[0],
-                             optimizer.betas[1], optimizer.eps, optimizer.weight_decay,
-                             check_inputs=True)[1]
+        try:
+            if kind is SGD:
+                v = optimizer.state["velocity"]
+                loss = self._run(MODE["train"], state, X, y, OPTIMIZER["sgd"], v, v, step, optimizer.lr,
+                                 optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov),
+                                 check_inputs=True)[1]
+            else:
+                loss = self._run(MODE["train"], state, X, y, OPTIMIZER["adam"], optimizer.state["m"],
+                                 optimizer.state["v"], step, optimizer.lr, optimizer.betas[0],
+                                 optimizer.betas[1], optimizer.eps, optimizer.weight_decay,
+                                 check_inputs=True)[1]
+        except BaseException:
+            if fresh:       # a rejected first step leaves the optimizer unbound, as it was
+                optimizer._binding, optimizer._ops, optimizer.state = None, None, {}
+            raise
         optimizer.step_count = step
         return float(loss)
 
