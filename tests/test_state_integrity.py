@@ -169,3 +169,20 @@ def test_returned_gradients_and_weights_do_not_alias_internal_buffers(backend):
     params = net.get_flat_params()
     params[...] = 0
     assert net.loss_value(X, y) == loss
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_rejected_first_step_leaves_a_fresh_optimizer_unbound(backend, optimizer):
+    """A fresh optimizer whose first step is rejected (NaN in X, found by a backend inside its
+    compiled call or before it) is not bound to the network: it still serves another one."""
+    net = fb.MLP([3, 2], loss="bce", dtype=np.float32, backend=backend, seed=0)
+    opt = fb.Adam(1e-2) if optimizer == "adam" else fb.SGD(0.1, momentum=0.9)
+    X = np.ones((2, 3), dtype=np.float32)
+    X[1, 2] = np.nan
+    before = net.get_flat_params().tobytes()
+    with pytest.raises(ValueError, match="X"):
+        net.train_step(X, np.zeros((2, 2)), opt)
+    assert net.get_flat_params().tobytes() == before and opt.step_count == 0 and not opt.checkpoint_arrays()
+    other = fb.MLP([4, 1], dtype=np.float64, backend=backend, seed=0)
+    other.train_step(np.ones((2, 4)), np.zeros((2, 1)), opt)      # binds to this one instead
+    assert opt.step_count == 1
