@@ -193,7 +193,8 @@ class CythonOps(Ops):
                                  check_inputs=True)[1]
         except BaseException:
             if fresh:       # a rejected first step leaves the optimizer unbound, as it was
-                optimizer._binding, optimizer._ops, optimizer.state = None, None, {}
+                optimizer._binding = optimizer._params = optimizer._ops = None
+                optimizer.state = {}
             raise
         optimizer.step_count = step
         return float(loss)
