@@ -218,6 +218,9 @@ import importlib, inspect, itertools
 import numpy as np
 
 GUARD = 64
+INT_ARGS = {"code", "loss", "reduction", "step", "nesterov", "mode", "optimizer", "n", "check_inputs"}
+FLOAT_ARGS = {"lr", "momentum", "weight_decay", "beta1", "beta2", "eps"}
+SKIP = {"use", "set_parallel_min"}      # global switches, not kernels
 
 def guarded(shape, dtype):
     """A C-contiguous array with guard bytes before and after it in the same buffer."""
@@ -226,13 +229,13 @@ def guarded(shape, dtype):
     return buf, buf[GUARD:GUARD + n].reshape(shape)
 
 def probe(module_names):
-    calls = 0
+    calls = raised = 0
     problems = []
     shapes = [(3, 4), (4, 3), (0, 4), (3, 0), (1, 1), (4,), (3,), (0,), (2, 2, 2)]
     for name in module_names:
         module = importlib.import_module(name)
         for fname, fn in sorted(vars(module).items()):
-            if fname.startswith("_") or not callable(fn) or isinstance(fn, type):
+            if fname.startswith("_") or fname in SKIP or not callable(fn) or isinstance(fn, type):
                 continue
             try:
                 params = [p for p in inspect.signature(fn).parameters.values()]
@@ -244,9 +247,13 @@ def probe(module_names):
                     bufs, args = [], []
                     for p in params:
                         ann = str(p.annotation) + p.name
-                        if any(w in p.name for w in ("code", "act", "loss", "reduction", "step", "n_", "nesterov")) \
-                                or p.name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "beta"):
-                            args.append(int(rng.integers(0, 3)) if "lr" not in p.name else 0.1)
+                        if p.default is not inspect.Parameter.empty:
+                            continue
+                        if p.name in INT_ARGS or p.name.endswith("_at"):
+                            args.append(int(rng.integers(0, 3)))
+                            continue
+                        if p.name in FLOAT_ARGS or p.name.startswith("h"):
+                            args.append(0.1)
                             continue
                         shape = shapes[int(rng.integers(len(shapes)))]
                         buf, a = guarded(shape, dtype)
@@ -257,11 +264,11 @@ def probe(module_names):
                     try:
                         fn(*args)
                     except Exception:
-                        pass
+                        raised += 1
                     for buf, n in bufs:
                         if not (np.all(buf[:GUARD] == 12345.0) and np.all(buf[GUARD + n:] == 12345.0)):
                             problems.append(f"{name}.{fname}: wrote outside its arrays for shapes "
                                             f"{[getattr(x, 'shape', x) for x in args]}")
     assert not problems, "\n".join(problems[:10])
-    return calls
+    return calls, raised
 '''
