@@ -146,7 +146,7 @@ ROWS = 1_000_000
 
 # Backends whose bias gradient is a running float32 sum over the batch (reported in the
 # issue 10 report); the marker is strict, so the fix shows up as an XPASS to remove it.
-DB_DRIFT = {"cython"}          # numba: db summed in float64 since numba_kernels.weight_gradient_into
+DB_DRIFT = set()               # cython: db summed in float64 since derivative_cols/column_sums; numba: db summed in float64 since numba_kernels.weight_gradient_into
 
 
 @functools.lru_cache(maxsize=None)

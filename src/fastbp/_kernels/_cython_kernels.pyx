@@ -166,41 +166,70 @@ cdef void bias_activation_cols(real* Z, real* A, const real* b, Py_ssize_t m, Py
                 ar[j] = activate(code, z)
 
 
+cdef enum:
+    COLUMN_BLOCK = 256      # columns per block of float64 bias-gradient accumulators (on the stack)
+
+
 cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ssize_t m, Py_ssize_t n,
                           Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
-    """Columns j0:j1 of D *= f'(Z) and, when db is given, db = D.sum(axis=0)."""
-    cdef Py_ssize_t i, j
+    """Columns j0:j1 of D *= f'(Z) and, when db is given, db = D.sum(axis=0) in the same pass,
+    summed in float64 (a float32 running sum over a large batch drifts: ~0.4% over 1e6 rows)."""
+    cdef Py_ssize_t i, j, jb, je
     cdef real slope = <real>LEAKY_SLOPE
+    cdef double acc[COLUMN_BLOCK]
     cdef real* dr
     cdef const real* zr
     cdef const real* ar
-    if db != NULL:
-        for j in range(j0, j1):
-            db[j] = 0
-    for i in range(m):
-        dr = D + i * n
-        zr = Z + i * n
-        ar = A + i * n
-        if code == IDENTITY:
-            pass
-        elif code == RELU:
-            for j in range(j0, j1):
-                dr[j] = dr[j] * (1 if zr[j] > 0 else 0)
-        elif code == LEAKY_RELU:
-            for j in range(j0, j1):
-                dr[j] = dr[j] * (1 if zr[j] > 0 else slope)
-        elif code == SIGMOID:
-            for j in range(j0, j1):
-                dr[j] = dr[j] * (ar[j] * (1 - ar[j]))
-        elif code == TANH:
-            for j in range(j0, j1):
-                dr[j] = dr[j] * (1 - ar[j] * ar[j])
-        else:
-            for j in range(j0, j1):
-                dr[j] = dr[j] * derivative(code, zr[j], ar[j])
+    jb = j0
+    while jb < j1:
+        je = min(j1, jb + COLUMN_BLOCK)
+        for j in range(je - jb):
+            acc[j] = 0
+        for i in range(m):
+            dr = D + i * n
+            zr = Z + i * n
+            ar = A + i * n
+            if code == IDENTITY:
+                pass
+            elif code == RELU:
+                for j in range(jb, je):
+                    dr[j] = dr[j] * (1 if zr[j] > 0 else 0)
+            elif code == LEAKY_RELU:
+                for j in range(jb, je):
+                    dr[j] = dr[j] * (1 if zr[j] > 0 else slope)
+            elif code == SIGMOID:
+                for j in range(jb, je):
+                    dr[j] = dr[j] * (ar[j] * (1 - ar[j]))
+            elif code == TANH:
+                for j in range(jb, je):
+                    dr[j] = dr[j] * (1 - ar[j] * ar[j])
+            else:
+                for j in range(jb, je):
+                    dr[j] = dr[j] * derivative(code, zr[j], ar[j])
+            if db != NULL:
+                for j in range(jb, je):
+                    acc[j - jb] += dr[j]
         if db != NULL:
-            for j in range(j0, j1):
-                db[j] += dr[j]
+            for j in range(jb, je):
+                db[j] = <real>acc[j - jb]
+        jb = je
+
+
+cdef void column_sums(const real* D, real* out, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """out = D.sum(axis=0), summed in float64."""
+    cdef Py_ssize_t i, j, jb, je
+    cdef double acc[COLUMN_BLOCK]
+    jb = 0
+    while jb < n:
+        je = min(n, jb + COLUMN_BLOCK)
+        for j in range(je - jb):
+            acc[j] = 0
+        for i in range(m):
+            for j in range(jb, je):
+                acc[j - jb] += D[i * n + j]
+        for j in range(jb, je):
+            out[j] = <real>acc[j - jb]
+        jb = je
 
 
 cdef inline Py_ssize_t column_width(Py_ssize_t n, int nt) noexcept nogil:
@@ -590,18 +619,14 @@ def delta_propagate(const real[:, ::1] delta, const real[:, ::1] W, const real[:
 def weight_gradient(const real[:, ::1] A_prev, const real[:, ::1] delta, real[:, ::1] dW,
                     real[::1] db):
     """dW = A_prev.T @ delta, db = delta.sum(axis=0)."""
-    cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = delta.shape[1], i, j
+    cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = delta.shape[1]
     require(m > 0 and k > 0 and n > 0, "A_prev and delta must not be empty")
     check_matrix(delta.shape[0], delta.shape[1], m, n, "delta")
     check_matrix(dW.shape[0], dW.shape[1], k, n, "dW")
     require(db.shape[0] == n, f"db must have shape ({n},); got ({db.shape[0]},)")
     with nogil:
         gemm(c'T', c'N', k, n, m, &A_prev[0, 0], k, &delta[0, 0], n, &dW[0, 0], n)
-        for j in range(n):
-            db[j] = 0
-        for i in range(m):
-            for j in range(n):
-                db[j] += delta[i, j]
+        column_sums(&delta[0, 0], &db[0], m, n)
 
 
 def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss, int reduction):
