@@ -10,6 +10,13 @@ batch size and kept in `state.scratch`; X and y are checked for NaN/inf inside t
 compiled call (the model boundary passes them unchecked, see `checks_finite`), and a bad
 input or a non-finite loss/gradient is reported before anything is written.
 
+Threads: no prange loop; the only parallelism is BLAS's (SciPy's OpenBLAS, reached through
+np.dot in njit, limited by fastbp.set_num_threads). Measured on the shared 2-core CI
+machine (bench/numba_profile.py, fastbp bench --threads 1/2): with 1 BLAS thread the
+steps are stable; with 2, OpenBLAS's threads collapse 10-100x whenever the other core is
+busy (numpy, torch and this backend alike; JAX's thread pool does not), the cliff the
+issue warns about. prange over the batch did not pay for layers this small.
+
 Developers: Numba's on-disk cache (src/fastbp/_kernels/__pycache__/numba_*.nbi/.nbc) is
 keyed on each function's own file, not on the files it calls. After editing
 numba_math.py or numba_kernels.py, delete those cache files (an install or upgrade
