@@ -513,3 +513,20 @@ def test_no_bad_input_crashes_the_process_on_compiled_backends(backend):
             net.forward(X)
         except ValueError:
             pass
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.filterwarnings("error::RuntimeWarning")     # rejected cleanly, without an overflow warning
+def test_values_that_overflow_the_network_dtype_are_rejected(backend, method):
+    """1e39 is finite in float64 but inf once converted to a float32 network's dtype."""
+    net, opt = trained(backend, dtype=np.float32)
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(BATCH, N_IN)), rng.normal(size=(BATCH, N_OUT))
+    before = snapshot(net, opt)
+    X_big, y_big = X.copy(), y.copy()
+    X_big[2, 1], y_big[3, 0] = 1e39, -1e39
+    message = assert_rejected(lambda: run_method(method, net, opt, X_big, y), ValueError, "X", f"{method}: X overflows")
+    assert "range" in message or "inf" in message, message
+    if method != "forward":
+        assert_rejected(lambda: run_method(method, net, opt, X, y_big), ValueError, "y", f"{method}: y overflows float32")
+    assert_unchanged(net, opt, before, f"{method} with values beyond float32")

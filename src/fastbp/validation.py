@@ -75,9 +75,19 @@ def _c_array(arr, dtype=None):
     return arr if arr.base is None or arr.flags.aligned else arr.copy()   # NumPy allocates aligned
 
 
-def _check_finite(arr, name):
+def _check_finite(arr, name, original=None):
+    """ValueError unless arr is all finite; `original`: what arr was converted from, to tell
+    NaN/inf from values that only overflowed the conversion (1e39 -> float32)."""
     if not np.isfinite(arr).all():
+        if original is not None and original.dtype.kind == "f" and np.isfinite(original).all():
+            raise ValueError(f"{name} has values beyond the range of {arr.dtype} "
+                             f"(|value| > {np.finfo(arr.dtype).max:.4g})")
         raise ValueError(f"{name} contains NaN or inf")
+
+
+def _converted(arr, dtype):
+    with np.errstate(over="ignore"):        # out-of-range values become inf: _check_finite names them
+        return _c_array(arr, dtype)
 
 
 def kernel_array(a, name, ndim, dtype=None):
@@ -133,9 +143,9 @@ def features(X, dtype, n_features, name="X", check_finite=True):
         raise ValueError(f"{name} is an empty batch (shape {arr.shape}); need at least one row")
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features (columns); got shape {arr.shape}")
-    arr = _c_array(arr, dtype)
+    original, arr = arr, _converted(arr, dtype)
     if check_finite:
-        _check_finite(arr, name)
+        _check_finite(arr, name, original)
     return arr
 
 
@@ -166,7 +176,7 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
         arr = arr[:, None]
     if arr.shape != (batch, n_out):
         raise ValueError(f"{name} must have shape ({batch}, {n_out}); got {arr.shape}")
-    arr = _c_array(arr, dtype)
+    original, arr = arr, _converted(arr, dtype)
     if check_finite:        # (cross_entropy labels above are always checked: they index memory)
-        _check_finite(arr, name)
+        _check_finite(arr, name, original)
     return arr
