@@ -26,6 +26,9 @@ def initial_parameters(arch, seed):
     return flat.astype(arch.dtype)
 
 
+_NO_TARGETS = object()     # MLP._inputs called without targets
+
+
 class MLP:
     """A multilayer perceptron trained by backpropagation.
 
@@ -139,9 +142,9 @@ class MLP:
         self._ops.copy_into(self._state.params.flat, flat)
 
     # ---- computation ----
-    def _inputs(self, X, y=None, check_finite=True):
+    def _inputs(self, X, y=_NO_TARGETS, check_finite=True):
         X = validation.features(X, self.dtype, self.arch.sizes[0], check_finite=check_finite)
-        if y is None:
+        if y is _NO_TARGETS:    # (y=None is a bad y, not "no y": it must not unpack X into X, y)
             return X
         y = validation.targets(y, self.arch.loss, self.dtype, X.shape[0], self.arch.sizes[-1],
                                check_finite=check_finite)
