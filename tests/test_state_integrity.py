@@ -65,6 +65,8 @@ def bad_calls(net, opt, X, y):
         ("y batch mismatch", lambda: net.train_step(X, y[:-1], opt)),
         ("y with inf", lambda: net.train_step(X, yinf if net.loss != "cross_entropy" else yinf, opt)),
         ("y strings", lambda: net.train_step(X, np.asarray(y).astype(str), opt)),
+        ("y None, X of 2 rows", lambda: net.train_step(X[:2], None, opt)),
+        ("loss_and_grad: y None, X of 2 rows", lambda: net.loss_and_grad(X[:2], None)),
         ("optimizer not an optimizer", lambda: net.train_step(X, y, "adam")),
         ("optimizer bound to another network", lambda: net.train_step(X, y, bound_elsewhere)),
         ("fit: bad epochs", lambda: net.fit(X, y, epochs=0, optimizer=opt)),
