@@ -10,7 +10,7 @@ foreign file is a ValueError naming the file.
 """
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from dataclasses import dataclass, field
 
@@ -62,18 +62,27 @@ def save(net, path, optimizer=None, training=None):
     write_atomically(path, arrays)
 
 
+def _create_temporary(folder):
+    """-> (fd, path) of a new file in `folder`, mode 0666 less the umask as for any new file
+    (the kernel applies the umask: no os.umask round trip, which is process-wide and would
+    race with other threads creating files)."""
+    while True:
+        tmp = os.path.join(folder, f".fastbp-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def write_atomically(path, arrays):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".tmp")
+    fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
