@@ -185,6 +185,8 @@ class MLP:
         return score(self.forward(X), y, self.arch.loss)
 
     def check_optimizer(self, optimizer):
+        if isinstance(optimizer, Optimizer) and optimizer.updates(self._state.params.flat):
+            return      # already bound to this network's buffer (the per-step case)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer (fastbp.SGD, fastbp.Adam); "
                             f"got {type(optimizer).__name__}")
@@ -195,9 +197,13 @@ class MLP:
         A non-finite loss raises FloatingPointError and changes nothing."""
         self.check_optimizer(optimizer)
         # a backend that checks X, y for NaN/inf inside its compiled call (before writing
-        # anything) saves the boundary a pass over the data: Ops.checks_finite
-        X, y = self._inputs(X, y, check_finite=not self._ops.checks_finite)
-        return self._ops.train_step(self._state, self._ops.from_host(X), self._ops.from_host(y), optimizer)
+        # anything) saves the boundary a pass over the data: Ops.checks_finite; then arrays
+        # that already are what the kernels take pass on attribute look-ups alone
+        ops, arch = self._ops, self.arch
+        if not (ops.checks_finite and arch.loss != losses.CROSS_ENTROPY     # (labels: range-checked)
+                and validation.ready_pair(X, y, arch.dtype, arch.sizes[0], arch.sizes[-1])):
+            X, y = self._inputs(X, y, check_finite=not ops.checks_finite)
+        return ops.train_step(self._state, ops.from_host(X), ops.from_host(y), optimizer)
 
     def fit(self, X, y, **options):
         """Mini-batch training; see fastbp.training.fit for the options. -> history."""

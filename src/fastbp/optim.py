@@ -50,6 +50,10 @@ class Optimizer:
             raise ValueError("optimizer holds state for another network (of the same shape); "
                              "use one optimizer per network")
 
+    def updates(self, params):
+        """Whether this optimizer's state belongs to the parameter buffer `params` (bound to it)."""
+        return params is self._params
+
     def bind(self, ops, params):
         """Allocate the state buffers once, on the network's backend."""
         if self._binding is None:

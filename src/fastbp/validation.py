@@ -127,6 +127,20 @@ def _ready(a, dtype, ndim):
     return flags.c_contiguous and flags.aligned
 
 
+def ready_pair(X, y, dtype, n_features, n_out):
+    """True when X (batch, n_features) and y (batch, n_out) already are exactly what the
+    kernels take: base ndarrays of `dtype` (the very dtype object), C-contiguous, aligned
+    and writeable, batch >= 1. Attribute look-ups only (the per-step case of train_step);
+    False sends them through features/targets, which accept and check everything else.
+    Nothing here looks at the values: the NaN/inf pass is the caller's (Ops.checks_finite)."""
+    if type(X) is not np.ndarray or type(y) is not np.ndarray or X.dtype is not dtype or y.dtype is not dtype:
+        return False
+    if X.ndim != 2 or y.ndim != 2 or not (X.flags.carray and y.flags.carray):
+        return False
+    batch, n = X.shape
+    return batch > 0 and n == n_features and y.shape == (batch, n_out)
+
+
 def features(X, dtype, n_features, name="X", check_finite=True):
     """Model input -> C-contiguous (batch, n_features) array of the network's dtype.
     check_finite=False leaves the NaN/inf pass to the caller (a backend whose compiled call
