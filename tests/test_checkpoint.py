@@ -181,3 +181,24 @@ def test_missing_file_and_bad_backend_are_the_callers_errors(tmp_path):
     fb.MLP([3, 2], backend="numpy").save(tmp_path / "n.npz")
     with pytest.raises(ValueError, match="backend"):
         fb.MLP.load(tmp_path / "n.npz", backend="no-such-backend")
+
+
+def test_save_removes_leftovers_of_killed_saves_only(tmp_path):
+    """A save killed mid-write leaves its temporary file; the next save in that folder
+    removes the ones whose process is gone and leaves those of live processes alone."""
+    import subprocess
+    import sys
+
+    from fastbp import checkpoint as ckpt
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f"{ckpt._TMP_PREFIX}{dead.pid}-deadbeef.tmp"
+    alive = tmp_path / f"{ckpt._TMP_PREFIX}{os.getpid()}-cafef00d.tmp"
+    foreign = tmp_path / ".fastbp-otherhost-1-00.tmp"
+    for f in (gone, alive, foreign):
+        f.write_bytes(b"partial")
+    fb.MLP([2, 3, 1], seed=0, backend="numpy").save(tmp_path / "net.npz")
+    assert not gone.exists()
+    assert alive.exists() and foreign.exists()
+    assert fb.MLP.load(tmp_path / "net.npz").layer_sizes == (2, 3, 1)

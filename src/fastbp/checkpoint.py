@@ -11,6 +11,7 @@ foreign file is a ValueError naming the file.
 import json
 import os
 import secrets
+import socket
 import zipfile
 from dataclasses import dataclass, field
 
@@ -65,13 +66,37 @@ def save(net, path, optimizer=None, training=None):
 def _create_temporary(folder):
     """-> (fd, path) of a new file in `folder`, mode 0666 less the umask as for any new file
     (the kernel applies the umask: no os.umask round trip, which is process-wide and would
-    race with other threads creating files)."""
+    race with other threads creating files). The name carries host and pid, so that the
+    leftovers of saves killed mid-write can be recognised and removed later."""
+    _remove_leftovers(folder)
     while True:
-        tmp = os.path.join(folder, f".fastbp-{secrets.token_hex(8)}.tmp")
+        tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:
             continue
+
+
+_TMP_PREFIX = f".fastbp-{socket.gethostname()}-"
+
+
+def _remove_leftovers(folder):
+    """Delete temporary files of this host's saves whose process is gone (killed mid-save)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(_TMP_PREFIX) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        try:
+            pid = int(name[len(_TMP_PREFIX):].split("-")[0])
+            os.kill(pid, 0)                      # raises if no such process
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+        except (ValueError, PermissionError, OSError):
+            pass                                 # not ours to judge: leave it
 
 
 def write_atomically(path, arrays):

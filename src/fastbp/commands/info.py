@@ -24,9 +24,6 @@ def run(args):
           f"{', '.join(AUTO_PREFERENCE)})")
     for name, why in unavailable_reasons().items():
         print(f"  {name}: not usable: {why}")
-    if "cython" in available_backends():
-        from fastbp._kernels.cython_cpu import build_info
-        print(f"Cython kernels: {build_info()}")
 
     print("BLAS / OpenMP (threadpoolctl):")
     for line in _threadpools():
@@ -35,6 +32,9 @@ def run(args):
         import numba
         print(f"Numba {numba.__version__}: {numba.config.NUMBA_NUM_THREADS} threads, "
               f"threading layer {numba.config.THREADING_LAYER!r}")
+    if "cython" in usable:
+        from fastbp._kernels.cython_cpu import build_info
+        print(f"Cython kernels: {build_info()}")
     set_vars = [f"{v}={os.environ[v]}" for v in THREAD_VARIABLES if v in os.environ]
     print(f"environment: {' '.join(set_vars) if set_vars else '(no thread or CUDA variables set)'}")
     print(f"GPU: {_gpu(usable)}")
