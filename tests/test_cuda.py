@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 if "cuda" in fb.available_backends():
     from numba import cuda
     from fastbp._kernels import cuda as cuda_backend
-    from fastbp._kernels import cuda_elementwise, cuda_gemm
+    from fastbp._kernels import cuda_gemm
 
 ACTS = activations.NAMES
 rng = np.random.default_rng(12345)

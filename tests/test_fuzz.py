@@ -10,7 +10,6 @@ Default: a few hundred cases per backend and family, derandomized (reproducible 
 FASTBP_FULL=1: many more cases with a random seed (hypothesis prints it on a failure).
 """
 import importlib
-import inspect
 import json
 import os
 import signal

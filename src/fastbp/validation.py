@@ -96,6 +96,13 @@ def kernel_array(a, name, ndim, dtype=None):
     for other memory layouts: the numbers are the same)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a float32 or float64 numpy array; got {type(a).__name__}")
+    kernel_array_kind(a, name, ndim, dtype)
+    _check_finite(a, name)
+    return _c_array(a)
+
+
+def kernel_array_kind(a, name, ndim, dtype=None):
+    """The kernel-input checks that need only dtype and shape, for host and device arrays alike."""
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64 (kernels never convert); got {a.dtype}")
     if dtype is not None and a.dtype != dtype:
@@ -104,8 +111,6 @@ def kernel_array(a, name, ndim, dtype=None):
         raise ValueError(f"{name} must be {ndim}-D; got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {a.shape}")
-    _check_finite(a, name)
-    return _c_array(a)
 
 
 def vector(a, n, dtype, name):

@@ -27,8 +27,8 @@ import threading
 
 import numpy as np
 
-from .. import activations, losses
-from ..validation import FLOAT_DTYPES, kernel_array
+from .. import activations
+from ..validation import kernel_array, kernel_array_kind
 from .base import Ops
 
 try:
@@ -218,14 +218,7 @@ class CudaOps(Ops):
             d = as_device_array(a)
         except Exception as e:  # noqa: BLE001 - an interface numba cannot read is the caller's error
             raise TypeError(f"{name} exposes __cuda_array_interface__ but numba.cuda cannot use it: {e}") from None
-        if d.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name} must be float32 or float64 (kernels never convert); got device array of {d.dtype}")
-        if dtype is not None and d.dtype != dtype:
-            raise TypeError(f"{name} is {d.dtype} but the other arrays are {dtype}: all must share one dtype")
-        if d.ndim != ndim:
-            raise ValueError(f"{name} must be {ndim}-D; got shape {d.shape}")
-        if d.size == 0:
-            raise ValueError(f"{name} must not be empty; got shape {d.shape}")
+        kernel_array_kind(d, name, ndim, dtype)
         if not d.is_c_contiguous():
             d = elementwise.contiguous_copy(d)
         if not self.all_finite(d):
