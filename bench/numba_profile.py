@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 import fastbp as fb
+from fastbp import validation
 from fastbp.benchmark.workloads import ALL
 
 
@@ -52,18 +53,18 @@ def profile(w, rounds, peers):
     opt = fb.SGD(1e-4)
     net.train_step(X, y, opt)
     ops, state = net._ops, net._state
-    sizes, acts, ws = ops._compiled(state, w.batch)
-    none = np.zeros(0, np.float32)
+    prep = ops.prepared(state, w.batch)
     labels = np.zeros(0, np.intp)
     vel = opt.state["velocity"]
     n = None      # calibrated per implementation: ~10 ms per round
     fns = {
         "net.train_step": timer(lambda: net.train_step(X, y, opt), n),
         "ops.train_step": timer(lambda: ops.train_step(state, X, y, opt), n),
-        "compiled call": timer(lambda: fused.step(3, X, y, labels, state.params.flat, state.grads.flat, ws,
-                                                  sizes, acts, state.arch.loss, state.arch.reduction, 1,
-                                                  1e-4, 0.0, 0.0, False, 0.0, 0.0, 0.0, 1, vel, none), n),
-        "boundary checks": timer(lambda: (net.check_optimizer(opt), net._inputs(X, y, check_finite=False)), n),
+        "compiled call": timer(lambda: fused.step(fused.MODE_TRAIN, fused.OPT_SGD, X, y, labels, state.params.flat,
+                                                  state.grads.flat, prep.ws, prep.plan, vel, vel, 0,
+                                                  1e-4, 0.0, 0.0, 0.0, 0.0), n),
+        "boundary checks": timer(lambda: (net.check_optimizer(opt),
+                                          validation.ready_pair(X, y, net.dtype, w.sizes[0], w.sizes[-1])), n),
     }
     if peers:
         from fastbp.benchmark.peers import PEERS

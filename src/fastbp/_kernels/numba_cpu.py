@@ -81,97 +81,103 @@ class NumbaOps(Ops):
         return not K.nonfinite_count(a)
 
     # ---- network level: one compiled call each ----
-    def _compiled(self, state, batch):
-        """(sizes, activation codes, workspace for this batch size), allocated once."""
+    def prepared(self, state, batch):
+        """The per-network, per-batch-size things a pass needs that never change between
+        steps (workspace, plan, empty stand-ins), made once and kept in `state.scratch`."""
         scratch = state.scratch
-        ws = scratch.get(batch)
-        if ws is None:
-            arch = state.arch
-            if "numba_sizes" not in scratch:
-                scratch["numba_sizes"] = np.array(arch.sizes, dtype=np.int64)
-                scratch["numba_acts"] = np.array(arch.activations, dtype=np.int64)
+        prep = scratch.get(batch)
+        if prep is None:
             sizes = [k for k in scratch if isinstance(k, int)]
             if len(sizes) >= MAX_WORKSPACES:        # fit's last short batch, eval sizes, ...: keep a few
                 del scratch[sizes[0]]
-            ws = scratch[batch] = np.empty(fused.workspace_size(arch.sizes, batch), dtype=arch.dtype)
-        return scratch["numba_sizes"], scratch["numba_acts"], ws
+            prep = scratch[batch] = Prepared(state.arch, batch)
+        return prep
 
     def forward(self, state, X):
-        sizes, acts, ws = self._compiled(state, X.shape[0])
-        status, out = fused.forward(X, state.params.flat, ws, sizes, acts)
-        if status:
-            raise ValueError("X contains NaN or inf")
+        prep = self.prepared(state, X.shape[0])
+        status, out = fused.forward(X, state.params.flat, prep.ws, prep.plan)
+        _raise_for(status)
         return out
 
-    def _pass(self, mode, state, X, y, opt=fused.OPT_NONE, hyper=(0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0),
-              s1=None, s2=None):
-        arch = state.arch
-        sizes, acts, ws = self._compiled(state, X.shape[0])
-        if arch.loss == losses.CROSS_ENTROPY:
-            targets, labels = _NO_TARGETS[arch.dtype], y
-        else:
-            targets, labels = y, _NO_LABELS
-        none = _NO_STATE[arch.dtype]
-        status, loss = fused.step(mode, X, targets, labels, state.params.flat, state.grads.flat, ws,
-                                  sizes, acts, arch.loss, arch.reduction, opt, *hyper,
-                                  none if s1 is None else s1, none if s2 is None else s2)
-        if status == fused.BAD_X:
-            raise ValueError("X contains NaN or inf")
-        if status == fused.BAD_Y:
-            raise ValueError("y contains NaN or inf")
-        return status, loss
+    def _pass(self, mode, state, X, y):
+        prep = self.prepared(state, X.shape[0])
+        targets, labels = (prep.no_targets, y) if prep.labels else (y, _NO_LABELS)
+        status, loss = fused.step(mode, fused.OPT_NONE, X, targets, labels, state.params.flat,
+                                  state.grads.flat, prep.ws, prep.plan, prep.no_state, prep.no_state,
+                                  0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        if status != fused.NONFINITE:
+            _raise_for(status)
+        return loss
 
     def loss(self, state, X, y):
-        return self._pass(fused.MODE_LOSS, state, X, y)[1]
+        return self._pass(fused.MODE_LOSS, state, X, y)
 
     def loss_and_grad(self, state, X, y):
-        return self._pass(fused.MODE_GRAD, state, X, y)[1]
+        return self._pass(fused.MODE_GRAD, state, X, y)
 
     def train_step(self, state, X, y, optimizer):
         """Forward, backward and update in one compiled call; FloatingPointError (nothing
         updated) on a non-finite loss or gradient, ValueError (nothing written) on NaN/inf
-        in X or y. The Python here is the whole per-step overhead: keep it to look-ups."""
-        scratch = state.scratch
-        ws = scratch.get(X.shape[0])
-        if ws is None:
-            ws = self._compiled(state, X.shape[0])[2]
+        in X or y. The Python here is the whole per-step overhead: keep it to look-ups.
+        The hyper-parameters are read from the optimizer on every step (a user may change
+        opt.lr between steps)."""
+        prep = state.scratch.get(X.shape[0])
+        if prep is None:
+            prep = self.prepared(state, X.shape[0])
+        kind = type(optimizer)
+        if kind is not SGD and kind is not Adam:       # a subclass may change the update
+            if not (self.all_finite(X) and self.all_finite(y)):
+                raise ValueError(f"{'X' if not self.all_finite(X) else 'y'} contains NaN or inf")
+            return super().train_step(state, X, y, optimizer)
         fresh = optimizer._binding is None
         if fresh:       # the first step: bind the optimizer only once the step has succeeded
             st = {name: np.zeros(state.params.flat.size, state.arch.dtype) for name in optimizer.state_names}
         else:
             st = optimizer.state
-        arch = state.arch
-        if arch.loss == _CE:
-            targets, labels = _NO_TARGETS[arch.dtype], y
+        targets, labels = (prep.no_targets, y) if prep.labels else (y, _NO_LABELS)
+        params, grads = state.params.flat, state.grads.flat
+        if kind is SGD:
+            v = st["velocity"]
+            status, loss = fused.step(fused.MODE_TRAIN, fused.OPT_SGD, X, targets, labels, params, grads,
+                                      prep.ws, prep.plan, v, v, 0, optimizer.lr, optimizer.momentum,
+                                      optimizer.weight_decay, float(optimizer.nesterov), 0.0)
         else:
-            targets, labels = y, _NO_LABELS
-        if type(optimizer) is SGD or isinstance(optimizer, SGD):
-            status, loss = fused.step(
-                fused.MODE_TRAIN, X, targets, labels, state.params.flat, state.grads.flat, ws,
-                scratch["numba_sizes"], scratch["numba_acts"], arch.loss, arch.reduction, fused.OPT_SGD,
-                optimizer.lr, optimizer.momentum, optimizer.weight_decay, optimizer.nesterov,
-                0.0, 0.0, 0.0, optimizer.step_count + 1, st["velocity"], _NO_STATE[arch.dtype])
-        elif isinstance(optimizer, Adam):
             beta1, beta2 = optimizer.betas
-            status, loss = fused.step(
-                fused.MODE_TRAIN, X, targets, labels, state.params.flat, state.grads.flat, ws,
-                scratch["numba_sizes"], scratch["numba_acts"], arch.loss, arch.reduction, fused.OPT_ADAM,
-                optimizer.lr, 0.0, optimizer.weight_decay, False, beta1, beta2, optimizer.eps,
-                optimizer.step_count + 1, st["m"], st["v"])
-        else:   # an optimizer this backend does not fuse: the composed path
-            if not (self.all_finite(X) and self.all_finite(y)):
-                raise ValueError(f"{'X' if not self.all_finite(X) else 'y'} contains NaN or inf")
-            return super().train_step(state, X, y, optimizer)
+            status, loss = fused.step(fused.MODE_TRAIN, fused.OPT_ADAM, X, targets, labels, params, grads,
+                                      prep.ws, prep.plan, st["m"], st["v"], optimizer.step_count + 1,
+                                      optimizer.lr, beta1, beta2, optimizer.eps, optimizer.weight_decay)
         if status:
             if status == fused.NONFINITE:
                 raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
-            raise ValueError(f"{'X' if status == fused.BAD_X else 'y'} contains NaN or inf")
+            _raise_for(status)
         if fresh:
-            optimizer.bind(self, state.params.flat)
+            optimizer.bind(self, params)
             for name, buf in st.items():
                 optimizer.state[name][...] = buf
         optimizer.step_count += 1
         return loss
+
+
+class Prepared:
+    """What a pass over batches of one size needs besides the data, the parameter/gradient
+    buffers and the optimizer: the workspace, its plan (numba_fused.plan), empty stand-ins."""
+    __slots__ = ("ws", "plan", "labels", "no_targets", "no_state")
+
+    def __init__(self, arch, batch):
+        self.plan, size = fused.plan(arch, batch)
+        self.ws = np.empty(size, dtype=arch.dtype)
+        self.labels = arch.loss == _CE          # y is class labels (np.intp), not targets
+        self.no_targets = _NO_TARGETS[arch.dtype]
+        self.no_state = _NO_STATE[arch.dtype]
+
+
+def _raise_for(status):
+    if status == fused.BAD_X:
+        raise ValueError("X contains NaN or inf")
+    if status == fused.BAD_Y:
+        raise ValueError("y contains NaN or inf")
+    if status == fused.BAD_PLAN:      # a caller bypassed the checked boundary
+        raise ValueError("the arrays do not match the network's shapes and workspace")
 
 
 def available():

@@ -1,141 +1,317 @@
 """The one-call network passes of the Numba backend: forward, loss, backward and the
 optimizer update for every layer inside ONE compiled call, over the flat buffers.
 
-Workspace `ws` (one flat array per batch size, allocated once by NumbaOps): for each
-layer l, Z[l] then A[l] (batch, n_l); then two delta buffers (batch, max n_l) used in
-turn; then scratch for a transposed weight matrix (max n_in * n_out).
+A pass is described by a `plan` (int64, made once per network and batch size by `plan`
+below, kept by NumbaOps with its workspace): a header (loss and reduction codes, the
+number of layers, the batch size the workspace was cut for, where the delta buffers and
+scratch start), then one row per layer: n_in, n_out, activation code, and where W, b (in
+the flat parameter/gradient buffers) and Z, A (in the workspace) start. Everything the
+compiled call needs besides the arrays is in it, so a step passes few arguments (Numba's
+dispatch costs ~30-60 ns per argument: a third of a 2-2-2 step when there were 22).
+
+Workspace `ws` (one flat array of the network's dtype per batch size): for each layer
+Z[l] then A[l] (batch, n_l); then two delta buffers (batch, max n_l) used in turn; then
+scratch for a transposed weight matrix (max n_in * n_out); then a float64 accumulator
+(max n_l) for the bias gradient, so a step allocates nothing.
 
 Status codes returned with the loss (nothing is written to params/optimizer state unless
-the status is OK; BAD_X/BAD_Y are found before anything at all is written):
+the status is OK; BAD_X/BAD_Y/BAD_PLAN are found before anything at all is written).
 """
 import math
 
 import numpy as np
 from numba import njit
 
-from .numba_kernels import (JIT, adam_update, delta_propagate_into, linear_forward_into,
-                            loss_and_output_grad_into, nonfinite_count, sgd_update,
-                            times_derivative, weight_gradient_into)
+from .numba_kernels import (CROSS_ENTROPY, ELU, ELU_ALPHA, GELU, IDENTITY, JIT, LEAKY_RELU, LEAKY_SLOPE,
+                            RELU, SIGMOID, SOFTPLUS, TANH, adam_update, delta_propagate_into, gelu,
+                            gelu_derivative, linear_forward_into, loss_and_output_grad_into, matmul_tn,
+                            nonfinite_count, sgd_update, softplus, times_derivative)
+from .numba_math import fast_sigmoid, fast_tanh
 
-OK, BAD_X, BAD_Y, NONFINITE = 0, 1, 2, 3
+OK, BAD_X, BAD_Y, NONFINITE, BAD_PLAN = 0, 1, 2, 3, 4
 MODE_LOSS, MODE_GRAD, MODE_TRAIN = 1, 2, 3
 OPT_NONE, OPT_SGD, OPT_ADAM = 0, 1, 2
 
+# plan header, then per layer FIELDS entries
+LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, D0_AT, D1_AT, TMP_AT, ACC_AT, FLAT, HEADER = range(12)
 
-def workspace_size(sizes, batch):
-    n = sizes[1:]
-    return 2 * batch * sum(n) + 2 * batch * max(n) + max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-@njit(**JIT)
-def _param_offset(sizes, l):
-    at = 0
-    for i in range(l):
-        at += sizes[i] * sizes[i + 1] + sizes[i + 1]
-    return at
+# Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
+# n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
+# views. For them a step is all overhead: each view Numba makes costs reference counting
+# (~10-40 ns), and the view-based pass makes ~40 per layer pair.
+FLAT_MAX_MACS = 512
+N_IN, N_OUT, ACT, W_AT, B_AT, Z_AT, A_AT, FIELDS = range(8)
 
 
-@njit(**JIT)
-def _z_offset(sizes, batch, l):
-    at = 0
-    for i in range(l):
-        at += 2 * batch * sizes[i + 1]
-    return at
-
-
-@njit(**JIT)
-def _W(flat, sizes, l):
-    at = _param_offset(sizes, l)
-    return flat[at:at + sizes[l] * sizes[l + 1]].reshape(sizes[l], sizes[l + 1])
-
-
-@njit(**JIT)
-def _b(flat, sizes, l):
-    at = _param_offset(sizes, l) + sizes[l] * sizes[l + 1]
-    return flat[at:at + sizes[l + 1]]
+def plan(arch, batch):
+    """-> (plan, workspace size in elements of the network's dtype) for batches of `batch` rows."""
+    rows, at, param_at = [], 0, 0
+    for (n_in, n_out), code in zip(arch.shapes, arch.activations):
+        w_at, b_at = param_at, param_at + n_in * n_out
+        param_at = b_at + n_out
+        rows += [n_in, n_out, code, w_at, b_at, at, at + batch * n_out]
+        at += 2 * batch * n_out
+    widest = max(arch.sizes[1:])
+    d0_at, d1_at, tmp_at = at, at + batch * widest, at + 2 * batch * widest
+    acc_at = tmp_at + max(a * b for a, b in arch.shapes)
+    acc_at += acc_at % 2                    # 8-byte aligned float64 in a float32 workspace
+    size = acc_at + widest * (8 // arch.dtype.itemsize)
+    flat = all(batch * a * b <= FLAT_MAX_MACS for a, b in arch.shapes)
+    header = [arch.loss, arch.reduction, arch.n_layers, batch, param_at, size, d0_at, d1_at, tmp_at, acc_at,
+              int(flat)]
+    return np.array(header + rows, dtype=np.int64), size
 
 
 @njit(**JIT)
-def _Z(ws, sizes, batch, l):
-    at = _z_offset(sizes, batch, l)
-    return ws[at:at + batch * sizes[l + 1]].reshape(batch, sizes[l + 1])
+def _W(flat, plan, l):
+    r = HEADER + l * FIELDS
+    return flat[plan[r + W_AT]:plan[r + B_AT]].reshape(plan[r + N_IN], plan[r + N_OUT])
 
 
 @njit(**JIT)
-def _A(ws, sizes, batch, l):
-    at = _z_offset(sizes, batch, l) + batch * sizes[l + 1]
-    return ws[at:at + batch * sizes[l + 1]].reshape(batch, sizes[l + 1])
+def _b(flat, plan, l):
+    r = HEADER + l * FIELDS
+    at = plan[r + B_AT]
+    return flat[at:at + plan[r + N_OUT]]
 
 
 @njit(**JIT)
-def _tail(ws, sizes, batch):
-    """(delta buffer 0, delta buffer 1, transpose scratch) as flat arrays."""
-    L = sizes.size - 1
-    at = _z_offset(sizes, batch, L)
-    widest = 0
-    for i in range(1, L + 1):
-        widest = max(widest, sizes[i])
-    d = batch * widest
-    return ws[at:at + d], ws[at + d:at + 2 * d], ws[at + 2 * d:]
+def _Z(ws, plan, l):
+    r = HEADER + l * FIELDS
+    at, n = plan[r + Z_AT], plan[r + N_OUT]
+    return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
 
 
 @njit(**JIT)
-def _forward(X, params, ws, sizes, acts):
-    batch = X.shape[0]
+def _A(ws, plan, l):
+    r = HEADER + l * FIELDS
+    at, n = plan[r + A_AT], plan[r + N_OUT]
+    return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
+
+
+@njit(**JIT)
+def _fits(X, params, ws, plan):
+    """The plan was made for this batch, layer 0's inputs, this parameter buffer and a
+    workspace this large: the compiled code never indexes past what it was given."""
+    return (X.shape[0] == plan[BATCH] and X.shape[1] == plan[HEADER + N_IN]
+            and params.size == plan[N_PARAMS] and ws.size >= plan[WS_SIZE])
+
+
+@njit(**JIT)
+def _forward(X, params, ws, plan):
     A_prev = X
-    for l in range(sizes.size - 1):
-        Z = _Z(ws, sizes, batch, l)
-        A = _A(ws, sizes, batch, l)
-        linear_forward_into(A_prev, _W(params, sizes, l), _b(params, sizes, l), acts[l], Z, A)
+    for l in range(plan[N_LAYERS]):
+        A = _A(ws, plan, l)
+        r = HEADER + l * FIELDS
+        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _Z(ws, plan, l), A)
         A_prev = A
     return A_prev
 
 
 @njit(**JIT)
-def forward(X, params, ws, sizes, acts):
+def forward(X, params, ws, plan):
     """-> (status, output activations: a new array the caller owns)."""
+    if not _fits(X, params, ws, plan):
+        return BAD_PLAN, np.empty((0, 0), X.dtype)
     if nonfinite_count(X):
         return BAD_X, np.empty((0, 0), X.dtype)
-    return OK, _forward(X, params, ws, sizes, acts).copy()
+    return OK, _forward(X, params, ws, plan).copy()
 
 
 @njit(**JIT)
-def step(mode, X, y, labels, params, grads, ws, sizes, acts, loss, reduction,
-         opt, lr, momentum, weight_decay, nesterov, beta1, beta2, eps, step_count, s1, s2):
+def _weight_gradient(A_prev, delta, dW, db, acc):
+    """dW = A_prev.T @ delta; db = delta summed over the batch, in float64 (acc: scratch)."""
+    matmul_tn(A_prev, delta, dW)
+    n = db.size
+    for j in range(n):
+        acc[j] = 0.0
+    for m in range(delta.shape[0]):
+        d = delta[m]
+        for j in range(n):
+            acc[j] += d[j]
+    for j in range(n):
+        db[j] = acc[j]
+
+
+@njit(**JIT)
+def _activate(v, code, zero):
+    """f(v) for one element: numba_kernels.activate's formulas."""
+    if code == IDENTITY:
+        return v
+    if code == SIGMOID:
+        return fast_sigmoid(v)
+    if code == TANH:
+        return fast_tanh(v)
+    if code == RELU:
+        return zero if v <= 0 else v          # NaN stays NaN
+    if code == LEAKY_RELU:
+        return v if v > 0 else LEAKY_SLOPE * v
+    if code == ELU:
+        return v if v > 0 else ELU_ALPHA * math.expm1(v)
+    if code == SOFTPLUS:
+        return softplus(v)
+    if code == GELU:
+        return gelu(v)
+    return v * fast_sigmoid(v)      # SILU
+
+
+@njit(**JIT)
+def _times_derivative(d, z, a, code, zero, one, slope):
+    """d * f'(z) for one element, given a = f(z): numba_kernels.times_derivative's formulas."""
+    if code == IDENTITY:
+        return d
+    if code == SIGMOID:
+        return d * (a * (one - a))
+    if code == TANH:
+        return d * (one - a * a)
+    if code == RELU:
+        return d * (one if z > 0 else zero)
+    if code == LEAKY_RELU:
+        return d * (one if z > 0 else slope)
+    if code == ELU:
+        return d * (one if z > 0 else ELU_ALPHA * math.exp(min(z, zero)))
+    if code == SOFTPLUS:
+        return d * fast_sigmoid(z)
+    if code == GELU:
+        return d * gelu_derivative(z)
+    s = fast_sigmoid(z)             # SILU
+    return d * (s * (one + z * (one - s)))
+
+
+@njit(**JIT)
+def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
+    """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (plan[FLAT]):
+    the same arithmetic, in the same order, as the view-based pass, as scalar loops over
+    offsets into the flat buffers. -> the loss."""
+    zero, one, slope = ws.dtype.type(0), ws.dtype.type(1), ws.dtype.type(LEAKY_SLOPE)
+    L, batch = plan[N_LAYERS], plan[BATCH]
+    for l in range(L):
+        r = HEADER + l * FIELDS
+        n_in, n_out, code = plan[r + N_IN], plan[r + N_OUT], plan[r + ACT]
+        w, b, z, a = plan[r + W_AT], plan[r + B_AT], plan[r + Z_AT], plan[r + A_AT]
+        prev = plan[r - FIELDS + A_AT] if l > 0 else 0
+        for m in range(batch):
+            zm = z + m * n_out
+            for j in range(n_out):
+                ws[zm + j] = zero
+            for k in range(n_in):                   # Z[m] = X[m] @ W, row k of W at a time
+                x = X[m, k] if l == 0 else ws[prev + m * n_in + k]
+                wk = w + k * n_out
+                for j in range(n_out):
+                    ws[zm + j] += x * params[wk + j]
+            am = a + m * n_out
+            for j in range(n_out):                  # + b, then A = f(Z)
+                v = ws[zm + j] + params[b + j]
+                ws[zm + j] = v
+                ws[am + j] = _activate(v, code, zero)
+    r = HEADER + (L - 1) * FIELDS
+    n_last, z_last, a_last = plan[r + N_OUT], plan[r + Z_AT], plan[r + A_AT]
+    cur, other = plan[D0_AT], plan[D1_AT]
+    size = batch * n_last
+    total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels,
+                                      plan[LOSS], plan[REDUCTION], ws[cur:cur + size].reshape(batch, n_last))
+    if mode == MODE_LOSS:
+        return total
+    code = plan[r + ACT]
+    for i in range(size):
+        ws[cur + i] = _times_derivative(ws[cur + i], ws[z_last + i], ws[a_last + i], code, zero, one, slope)
+    for l in range(L - 1, -1, -1):
+        r = HEADER + l * FIELDS
+        n_in, n_out, w, b = plan[r + N_IN], plan[r + N_OUT], plan[r + W_AT], plan[r + B_AT]
+        prev = plan[r - FIELDS + A_AT] if l > 0 else 0
+        for i in range(n_in * n_out):               # dW = A_prev.T @ delta, summed over the batch in order
+            grads[w + i] = zero
+        for m in range(batch):
+            dm = cur + m * n_out
+            for k in range(n_in):
+                x = X[m, k] if l == 0 else ws[prev + m * n_in + k]
+                gk = w + k * n_out
+                for j in range(n_out):
+                    grads[gk + j] += x * ws[dm + j]
+        for j in range(n_out):                      # db = delta summed over the batch, in float64
+            acc = 0.0
+            for m in range(batch):
+                acc += ws[cur + m * n_out + j]
+            grads[b + j] = acc
+        if l > 0:                                   # delta[l-1] = (delta @ W.T) * f'(Z[l-1])
+            rp = r - FIELDS
+            z_prev, code = plan[rp + Z_AT], plan[rp + ACT]
+            for m in range(batch):
+                dm = cur + m * n_out
+                for k in range(n_in):
+                    s = zero
+                    wk = w + k * n_out
+                    for j in range(n_out):
+                        s += ws[dm + j] * params[wk + j]
+                    i = m * n_in + k
+                    ws[other + i] = _times_derivative(s, ws[z_prev + i], ws[prev + i], code, zero, one, slope)
+            cur, other = other, cur
+    return total
+
+
+@njit(**JIT)
+def _view_pass(mode, X, y, labels, params, grads, ws, plan):
+    """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
+    numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
+    L = plan[N_LAYERS]
+    batch = plan[BATCH]
+    n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
+    out = _forward(X, params, ws, plan)
+    d0_at, d1_at = plan[D0_AT], plan[D1_AT]
+    delta = ws[d0_at:d0_at + batch * n_last].reshape(batch, n_last)
+    total = loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
+    if mode == MODE_LOSS:
+        return total
+    flat = delta.ravel()
+    times_derivative(flat, _Z(ws, plan, L - 1).ravel(), out.ravel(), plan[HEADER + (L - 1) * FIELDS + ACT], flat)
+    tmp = ws[plan[TMP_AT]:plan[ACC_AT]]
+    acc = ws[plan[ACC_AT]:].view(np.float64)
+    use0 = True
+    for l in range(L - 1, -1, -1):
+        A_prev = X if l == 0 else _A(ws, plan, l - 1)
+        _weight_gradient(A_prev, delta, _W(grads, plan, l), _b(grads, plan, l), acc)
+        if l > 0:
+            use0 = not use0
+            n_in = plan[HEADER + l * FIELDS + N_IN]
+            at = d0_at if use0 else d1_at
+            nxt = ws[at:at + batch * n_in].reshape(batch, n_in)
+            delta_propagate_into(delta, _W(params, plan, l), _Z(ws, plan, l - 1), A_prev,
+                                 plan[HEADER + (l - 1) * FIELDS + ACT], nxt, tmp)
+            delta = nxt
+    return total
+
+
+@njit(**JIT)
+def step(mode, opt, X, y, labels, params, grads, ws, plan, s1, s2, step_count, lr, h1, h2, h3, h4):
     """One compiled pass. mode MODE_LOSS: the loss only; MODE_GRAD: loss and gradients
-    (into grads); MODE_TRAIN: and then the optimizer update (opt: OPT_SGD with velocity s1,
-    OPT_ADAM with m s1 and v s2), skipped when the loss or a gradient is not finite.
-    -> (status, loss)."""
+    (into grads); MODE_TRAIN: and then the optimizer update, skipped when the loss or a
+    gradient is not finite: opt OPT_SGD with velocity s1 and h1..h3 = momentum,
+    weight_decay, nesterov (0/1); OPT_ADAM with m s1, v s2 and h1..h4 = beta1, beta2, eps,
+    weight_decay. -> (status, loss)."""
+    L = plan[N_LAYERS]
+    batch = plan[BATCH]
+    n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
+    n = params.size
+    bad_state = (opt == OPT_SGD and s1.size != n) or (opt == OPT_ADAM and (s1.size != n or s2.size != n))
+    if (not _fits(X, params, ws, plan) or grads.size != n or (mode == MODE_TRAIN and bad_state)
+            or (labels.size != batch if plan[LOSS] == CROSS_ENTROPY
+                else y.shape[0] != batch or y.shape[1] != n_last)):
+        return BAD_PLAN, math.nan
     if nonfinite_count(X):
         return BAD_X, math.nan
     if nonfinite_count(y):
         return BAD_Y, math.nan
-    batch = X.shape[0]
-    L = sizes.size - 1
-    out = _forward(X, params, ws, sizes, acts)
-    d0, d1, tmp = _tail(ws, sizes, batch)
-    delta = d0[:batch * sizes[L]].reshape(batch, sizes[L])
-    total = loss_and_output_grad_into(out, y, labels, loss, reduction, delta)
+    if plan[FLAT]:
+        total = _flat_pass(mode, X, y, labels, params, grads, ws, plan)
+    else:
+        total = _view_pass(mode, X, y, labels, params, grads, ws, plan)
     if mode == MODE_LOSS:
         return OK, total
-    flat = delta.ravel()
-    times_derivative(flat, _Z(ws, sizes, batch, L - 1).ravel(), out.ravel(), acts[L - 1], flat)
-    use0 = True
-    for l in range(L - 1, -1, -1):
-        A_prev = X if l == 0 else _A(ws, sizes, batch, l - 1)
-        weight_gradient_into(A_prev, delta, _W(grads, sizes, l), _b(grads, sizes, l))
-        if l > 0:
-            use0 = not use0
-            buf = d0 if use0 else d1
-            nxt = buf[:batch * sizes[l]].reshape(batch, sizes[l])
-            delta_propagate_into(delta, _W(params, sizes, l), _Z(ws, sizes, batch, l - 1), A_prev,
-                                 acts[l - 1], nxt, tmp)
-            delta = nxt
     if not math.isfinite(total) or nonfinite_count(grads):
         return NONFINITE, total
     if mode == MODE_TRAIN:
         if opt == OPT_SGD:
-            sgd_update(params, grads, s1, lr, momentum, weight_decay, nesterov)
+            sgd_update(params, grads, s1, lr, h1, h2, h3 != 0)
         elif opt == OPT_ADAM:
-            adam_update(params, grads, s1, s2, step_count, lr, beta1, beta2, eps, weight_decay)
+            adam_update(params, grads, s1, s2, step_count, lr, h1, h2, h3, h4)
     return OK, total
