@@ -45,12 +45,13 @@ except ImportError as e:           # not built (no compiler at install time), or
     _k = _cy_blas = None
     _IMPORT_ERROR = e
 
-MODE = OPTIMIZER = None
+MODE = OPTIMIZER = TRAIN = OPT_SGD = OPT_ADAM = None
 NO_UPDATE = 0
 if _k is not None:
     _codes = _k.codes()
     MODE, OPTIMIZER = _codes["modes"], _codes["optimizers"]
     NO_UPDATE = OPTIMIZER["none"]
+    TRAIN, OPT_SGD, OPT_ADAM = MODE["train"], OPTIMIZER["sgd"], OPTIMIZER["adam"]
 
 
 def _codes_match():
@@ -182,34 +183,43 @@ class CythonOps(Ops):
         return float(self._run(MODE["gradient"], state, X, y)[1])
 
     def train_step(self, state, X, y, optimizer):
-        """Forward, backward, finiteness check and update in one compiled call."""
+        """Forward, backward, finiteness check and update in one compiled call. The Python
+        here is the whole per-step overhead on tiny networks: look-ups only. X, y come from
+        the model boundary (C-contiguous, the network's dtype; the compiled call re-checks
+        what it relies on); the hyper-parameters are read from the optimizer every step."""
         kind = type(optimizer)
         if kind is not SGD and kind is not Adam:       # a subclass may change the update
             for name, a in (("X", X), ("y", y)):
                 if a.dtype.kind == "f" and not self.all_finite(a):
                     raise ValueError(f"{name} contains NaN or inf")
             return super().train_step(state, X, y, optimizer)
+        ws = state.scratch.get("cython")
+        if ws is None or ws.capacity < X.shape[0]:
+            ws = self.workspace(state, X.shape[0])
         fresh = optimizer._binding is None
-        optimizer.bind(self, state.params.flat)
+        if fresh:
+            optimizer.bind(self, state.params.flat)
         step = optimizer.step_count + 1
+        arch = state.arch
         try:
             if kind is SGD:
                 v = optimizer.state["velocity"]
-                loss = self._run(MODE["train"], state, X, y, OPTIMIZER["sgd"], v, v, step, optimizer.lr,
-                                 optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov),
-                                 check_inputs=True)[1]
+                loss = ws.step(TRAIN, state.params.flat, state.grads.flat, X, y, ws.buffer, ws.plan, ws.d0_at,
+                               ws.d1_at, arch.loss, arch.reduction, OPT_SGD, v, v, step, optimizer.lr,
+                               optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov), 0.0, True)
             else:
-                loss = self._run(MODE["train"], state, X, y, OPTIMIZER["adam"], optimizer.state["m"],
-                                 optimizer.state["v"], step, optimizer.lr, optimizer.betas[0],
-                                 optimizer.betas[1], optimizer.eps, optimizer.weight_decay,
-                                 check_inputs=True)[1]
+                beta1, beta2 = optimizer.betas
+                loss = ws.step(TRAIN, state.params.flat, state.grads.flat, X, y, ws.buffer, ws.plan, ws.d0_at,
+                               ws.d1_at, arch.loss, arch.reduction, OPT_ADAM, optimizer.state["m"],
+                               optimizer.state["v"], step, optimizer.lr, beta1, beta2, optimizer.eps,
+                               optimizer.weight_decay, True)
         except BaseException:
             if fresh:       # a rejected first step leaves the optimizer unbound, as it was
                 optimizer._binding = optimizer._params = optimizer._ops = None
                 optimizer.state = {}
             raise
         optimizer.step_count = step
-        return float(loss)
+        return loss
 
 
 ops = CythonOps()
