@@ -244,6 +244,30 @@ def test_blas_path_matches_the_loops():
     np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10, atol=1e-13)
 
 
+def test_numpy_blas_gemm_and_its_fallback():
+    """numba_blas.gemm (NumPy's cblas gemm through an address argument) on every transpose
+    form, on strided row views, and its refusals (address 0, elements not adjacent), which
+    leave C untouched so the caller uses np.dot."""
+    from fastbp._kernels import numba_blas as nb
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        addr = nb.gemm_address(dtype)
+        if not addr:
+            pytest.skip(f"no cblas gemm in NumPy's BLAS here: {nb.provider()}")
+        A, B = rng.standard_normal((13, 7)).astype(dtype), rng.standard_normal((7, 5)).astype(dtype)
+        big = rng.standard_normal((20, 30)).astype(dtype)
+        cases = [((False, False), A, B, A @ B), ((True, False), A.T.copy(), B, A @ B),
+                 ((False, True), A, B.T.copy(), A @ B), ((False, False), big[2:15, 3:10], B, big[2:15, 3:10] @ B)]
+        for (ta, tb), a, b, want in cases:
+            C = np.full(want.shape, np.nan, dtype)
+            assert nb.gemm(addr, ta, tb, a, b, C)
+            np.testing.assert_allclose(C, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        C = np.full((13, 5), 7.0, dtype)
+        assert not nb.gemm(0, False, False, A, B, C)
+        assert not nb.gemm(addr, False, False, big[:13, :14:2], B, C)
+        assert (C == 7.0).all()
+
+
 # ---------------------------------------------------------------- threads, compilation
 
 def test_set_num_threads_limits_numba_and_blas():

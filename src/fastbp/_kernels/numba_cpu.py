@@ -13,12 +13,15 @@ are checked for NaN/inf inside the compiled call (the model boundary passes them
 unchecked, see `checks_finite`), and a bad input or a non-finite loss/gradient is
 reported before anything is written.
 
-Threads: no prange loop; the only parallelism is BLAS's (SciPy's OpenBLAS, reached through
-np.dot in njit, limited by fastbp.set_num_threads). Measured on the shared 2-core CI
-machine (bench/numba_profile.py, fastbp bench --threads 1/2): with 1 BLAS thread the
-steps are stable; with 2, OpenBLAS's threads collapse 10-100x whenever the other core is
-busy (numpy, torch and this backend alike; JAX's thread pool does not), the cliff the
-issue warns about. prange over the batch did not pay for layers this small.
+Threads: no prange loop; the only parallelism is BLAS's (NumPy's own OpenBLAS, called
+through numba_blas.gemm, limited by fastbp.set_num_threads; np.dot in njit, i.e. SciPy's
+OpenBLAS, only when NumPy's cblas gemm cannot be found). np.dot's SciPy BLAS was a second
+busy-waiting OpenBLAS pool beside NumPy's: with 2 threads on 2 cores the two fought
+(`fastbp bench --threads 2`, mnist-b256: 4.9-21.5 ms per step, IQR 60-200%, against 2.0 ms,
+IQR 1%, with NumPy's BLAS; see numba_blas.py). Measured on
+the shared 2-core CI machine (bench/numba_profile.py, fastbp bench --threads 1/2): with 1
+BLAS thread the steps are stable; with 2, OpenBLAS's threads collapse whenever the other
+core is busy. prange over the batch did not pay for layers this small.
 
 Developers: Numba's on-disk cache (src/fastbp/_kernels/__pycache__/numba_*.nbi/.nbc) is
 keyed on each function's own file, not on the files it calls. After editing
@@ -32,6 +35,7 @@ from ..optim import SGD, Adam
 from . import numba_fused as fused
 from . import numba_kernels as K
 from .base import Ops
+from .numba_blas import gemm_address
 
 _CE = losses.CROSS_ENTROPY
 _NO_LABELS = np.zeros(0, dtype=np.intp)
@@ -53,18 +57,18 @@ class NumbaOps(Ops):
 
     # ---- kernels ----
     def linear_forward(self, X, W, b, act):
-        return K.linear_forward(X, W, b, act)
+        return K.linear_forward(X, W, b, act, gemm_address(X.dtype))
 
     def activation_backward(self, dA, Z, A, act):
         return K.activation_backward(dA, Z, A, act)
 
     def delta_propagate(self, delta, W, Z, A, act):
-        return K.delta_propagate(delta, W, Z, A, act)
+        return K.delta_propagate(delta, W, Z, A, act, gemm_address(delta.dtype))
 
     def weight_gradient(self, A_prev, delta, dW=None, db=None):
         if dW is None:
-            return K.weight_gradient(A_prev, delta)
-        K.weight_gradient_into(A_prev, delta, dW, db)
+            return K.weight_gradient(A_prev, delta, gemm_address(delta.dtype))
+        K.weight_gradient_into(A_prev, delta, dW, db, gemm_address(delta.dtype))
         return dW, db
 
     def loss_and_output_grad(self, out, y, loss, reduction):

@@ -22,6 +22,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .numba_blas import gemm_address
 from .numba_kernels import (CROSS_ENTROPY, ELU, ELU_ALPHA, GELU, IDENTITY, JIT, LEAKY_RELU, LEAKY_SLOPE,
                             RELU, SIGMOID, SOFTPLUS, TANH, adam_update, delta_propagate_into, gelu,
                             gelu_derivative, linear_forward_into, loss_and_output_grad_into, matmul_tn,
@@ -33,7 +34,8 @@ MODE_LOSS, MODE_GRAD, MODE_TRAIN = 1, 2, 3
 OPT_NONE, OPT_SGD, OPT_ADAM = 0, 1, 2
 
 # plan header, then per layer FIELDS entries
-LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, D0_AT, D1_AT, TMP_AT, ACC_AT, FLAT, HEADER = range(12)
+# (BLAS: the address of the cblas gemm for the network's dtype, numba_blas.gemm_address; 0: np.dot)
+LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, D0_AT, D1_AT, TMP_AT, ACC_AT, FLAT, BLAS, HEADER = range(13)
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
 # n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
@@ -58,7 +60,7 @@ def plan(arch, batch):
     size = acc_at + widest * (8 // arch.dtype.itemsize)
     flat = all(batch * a * b <= FLAT_MAX_MACS for a, b in arch.shapes)
     header = [arch.loss, arch.reduction, arch.n_layers, batch, param_at, size, d0_at, d1_at, tmp_at, acc_at,
-              int(flat)]
+              int(flat), gemm_address(arch.dtype)]
     return np.array(header + rows, dtype=np.int64), size
 
 
@@ -103,7 +105,8 @@ def _forward(X, params, ws, plan):
     for l in range(plan[N_LAYERS]):
         A = _A(ws, plan, l)
         r = HEADER + l * FIELDS
-        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _Z(ws, plan, l), A)
+        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _Z(ws, plan, l), A,
+                            plan[BLAS])
         A_prev = A
     return A_prev
 
@@ -119,9 +122,9 @@ def forward(X, params, ws, plan):
 
 
 @njit(**JIT)
-def _weight_gradient(A_prev, delta, dW, db, acc):
+def _weight_gradient(A_prev, delta, dW, db, acc, blas):
     """dW = A_prev.T @ delta; db = delta summed over the batch, in float64 (acc: scratch)."""
-    matmul_tn(A_prev, delta, dW)
+    matmul_tn(A_prev, delta, dW, blas)
     n = db.size
     for j in range(n):
         acc[j] = 0.0
@@ -269,14 +272,14 @@ def _view_pass(mode, X, y, labels, params, grads, ws, plan):
     use0 = True
     for l in range(L - 1, -1, -1):
         A_prev = X if l == 0 else _A(ws, plan, l - 1)
-        _weight_gradient(A_prev, delta, _W(grads, plan, l), _b(grads, plan, l), acc)
+        _weight_gradient(A_prev, delta, _W(grads, plan, l), _b(grads, plan, l), acc, plan[BLAS])
         if l > 0:
             use0 = not use0
             n_in = plan[HEADER + l * FIELDS + N_IN]
             at = d0_at if use0 else d1_at
             nxt = ws[at:at + batch * n_in].reshape(batch, n_in)
             delta_propagate_into(delta, _W(params, plan, l), _Z(ws, plan, l - 1), A_prev,
-                                 plan[HEADER + (l - 1) * FIELDS + ACT], nxt, tmp)
+                                 plan[HEADER + (l - 1) * FIELDS + ACT], nxt, tmp, plan[BLAS])
             delta = nxt
     return total
 

@@ -11,7 +11,9 @@ Matrix products (C row-major, written, never accumulated into):
     tn  C[M,N] = A[K,M].T @ B[K,N]
     nt  C[M,N] = A[M,K] @ B[N,K].T
 Small products run register-blocked loops (4 rows of C per pass over B, the inner loop
-over N vectorized); larger ones call np.dot (BLAS gemm via SciPy). The thresholds were
+over N vectorized); larger ones call BLAS gemm: NumPy's OpenBLAS through numba_blas.gemm
+(`gemm` arguments: numba_blas.gemm_address(dtype)), or np.dot (SciPy's OpenBLAS) when that
+is 0. The thresholds were
 chosen by timing both on the benchmark shapes (bench/numba_profile.py --gemm): see the
 comment at BLAS_MIN_FLOPS. (OpenBLAS beats these loops from ~10k multiply-adds on.)
 """
@@ -22,6 +24,7 @@ from numba import njit
 
 from .. import activations as act
 from .. import losses
+from .numba_blas import gemm
 from .numba_math import fast_exp, fast_sigmoid, fast_tanh
 
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}    # no 'nnan'/'ninf': NaN checks must work
@@ -33,8 +36,8 @@ LEAKY_SLOPE, ELU_ALPHA, GELU_C, GELU_K = act.LEAKY_SLOPE, act.ELU_ALPHA, act.GEL
 MSE, CROSS_ENTROPY, BCE, MEAN = losses.MSE, losses.CROSS_ENTROPY, losses.BCE, losses.MEAN
 LN2 = math.log(2.0)
 
-# Which products run the loops below and which call BLAS (np.dot in njit -> SciPy's
-# OpenBLAS sgemm/dgemm). Measured on the CI machine (2-core AMD EPYC, AVX2, shared, BLAS
+# Which products run the loops below and which call BLAS (measured when that was np.dot in
+# njit -> SciPy's OpenBLAS sgemm/dgemm; NumPy's is the same OpenBLAS kernel code). Measured on the CI machine (2-core AMD EPYC, AVX2, shared, BLAS
 # limited to 1 thread; `python bench/numba_profile.py --gemm --threads 1`, float32, median
 # of 9 interleaved rounds), loops/BLAS time: 1x2x2 1.0, 4x16x16 1.2, 8x32x32 0.8,
 # 16x32x32 1.4, 32x64x64 1.7, 64x64x64 2.7, 64x784x128 2.9, 256^3 9.2; and with a narrow
@@ -226,32 +229,35 @@ def use_blas(flops, vector_length):
 
 
 @njit(**JIT)
-def matmul_nn(A, B, C):
-    """C[M,N] = A[M,K] @ B[K,N]."""
+def matmul_nn(A, B, C, blas):
+    """C[M,N] = A[M,K] @ B[K,N]; blas: numba_blas.gemm_address(dtype), or 0 for np.dot."""
     M, N = C.shape
     if use_blas(M * N * A.shape[1], N):
-        np.dot(A, B, C)
+        if not gemm(blas, False, False, A, B, C):
+            np.dot(A, B, C)
     else:
         _small_nn(A, B, C, False)
 
 
 @njit(**JIT)
-def matmul_tn(A, B, C):
+def matmul_tn(A, B, C, blas):
     """C[M,N] = A[K,M].T @ B[K,N]."""
     M, N = C.shape
     if use_blas(M * N * A.shape[0], N):
-        np.dot(A.T, B, C)
+        if not gemm(blas, True, False, A, B, C):
+            np.dot(A.T, B, C)
     else:
         _small_nn(A, B, C, True)
 
 
 @njit(**JIT)
-def matmul_nt(A, B, C, tmp):
+def matmul_nt(A, B, C, tmp, blas):
     """C[M,N] = A[M,K] @ B[N,K].T; tmp: scratch of at least N*K elements."""
     M, N = C.shape
     K = A.shape[1]
     if use_blas(M * N * K, K if K >= NT_MIN_K else N):
-        np.dot(A, B.T, C)
+        if not gemm(blas, False, True, A, B, C):
+            np.dot(A, B.T, C)
     elif K >= NT_MIN_K:
         _small_nt(A, B, C)
     else:
@@ -266,8 +272,8 @@ def matmul_nt(A, B, C, tmp):
 # ---------------------------------------------------------------- the four kernels (+ in-place forms)
 
 @njit(**JIT)
-def linear_forward_into(X, W, b, code, Z, A):
-    matmul_nn(X, W, Z)
+def linear_forward_into(X, W, b, code, Z, A, blas):
+    matmul_nn(X, W, Z, blas)
     M, N = Z.shape
     for m in range(M):
         z = Z[m]
@@ -277,8 +283,8 @@ def linear_forward_into(X, W, b, code, Z, A):
 
 
 @njit(**JIT)
-def weight_gradient_into(A_prev, delta, dW, db):
-    matmul_tn(A_prev, delta, dW)
+def weight_gradient_into(A_prev, delta, dW, db, blas):
+    matmul_tn(A_prev, delta, dW, blas)
     # the bias gradient summed in float64 (a float32 running sum over a long batch drifts)
     acc = np.zeros(db.size, np.float64)
     for m in range(delta.shape[0]):
@@ -290,17 +296,17 @@ def weight_gradient_into(A_prev, delta, dW, db):
 
 
 @njit(**JIT)
-def delta_propagate_into(delta, W, Z, A, code, out, tmp):
-    matmul_nt(delta, W, out, tmp)
+def delta_propagate_into(delta, W, Z, A, code, out, tmp, blas):
+    matmul_nt(delta, W, out, tmp, blas)
     flat = out.ravel()
     times_derivative(flat, Z.ravel(), A.ravel(), code, flat)
 
 
 @njit(**JIT)
-def linear_forward(X, W, b, code):
+def linear_forward(X, W, b, code, blas):
     Z = np.empty((X.shape[0], W.shape[1]), X.dtype)
     A = np.empty_like(Z)
-    linear_forward_into(X, W, b, code, Z, A)
+    linear_forward_into(X, W, b, code, Z, A, blas)
     return Z, A
 
 
@@ -312,17 +318,17 @@ def activation_backward(dA, Z, A, code):
 
 
 @njit(**JIT)
-def delta_propagate(delta, W, Z, A, code):
+def delta_propagate(delta, W, Z, A, code, blas):
     out = np.empty((delta.shape[0], W.shape[0]), delta.dtype)
-    delta_propagate_into(delta, W, Z, A, code, out, np.empty(W.size, W.dtype))
+    delta_propagate_into(delta, W, Z, A, code, out, np.empty(W.size, W.dtype), blas)
     return out
 
 
 @njit(**JIT)
-def weight_gradient(A_prev, delta):
+def weight_gradient(A_prev, delta, blas):
     dW = np.empty((A_prev.shape[1], delta.shape[1]), delta.dtype)
     db = np.empty(delta.shape[1], delta.dtype)
-    weight_gradient_into(A_prev, delta, dW, db)
+    weight_gradient_into(A_prev, delta, dW, db, blas)
     return dW, db
 
 

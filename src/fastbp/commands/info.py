@@ -32,6 +32,9 @@ def run(args):
         import numba
         print(f"Numba {numba.__version__}: {numba.config.NUMBA_NUM_THREADS} threads, "
               f"threading layer {numba.config.THREADING_LAYER!r}")
+        if "numba" in usable:
+            from fastbp._kernels.numba_blas import provider
+            print(f"Numba kernels' BLAS: {provider()}")
     if "cython" in usable:
         from fastbp._kernels.cython_cpu import build_info
         print(f"Cython kernels: {build_info()}")
