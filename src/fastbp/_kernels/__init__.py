@@ -57,30 +57,27 @@ def resolve(name, arch=None):
 # shapes measured.
 AUTO_PREFERENCE = ("cython", "numba", "numpy")
 
-# The rule, from interleaved measurements of one float32 SGD train_step per shape (numba vs
-# cython, single thread, CPU time per step so that the shared machine's load cancels out;
-# script: bench/cython_auto_rule.py; numba/cython time ratios, > 1 means Cython faster):
-#     relu / identity nets: 2-2-2 b1 1.2, 64-64-64-1 b32 1.9, 128-128-10 b16 1.6,
-#         784-128-64-10 b64 1.3, 784-256-256-10 b256 1.1, 128-128-128-10 b256 1.1,
-#         512-512-512-10 b64 1.1, 1024x4 b256 1.0
-#     tanh / sigmoid nets: 64-64-64-1 b32 0.80, 32-32-32-1 b256 0.43, 784-128-64-10 b64 1.0,
-#         2-2-2 b1 1.2
-# Numba wins where transcendental activations (its vectorized float32 approximations against
-# Cython's libm calls) are a large share of the step: many activations per multiply-add,
-# i.e. a small mean fan-in. Everywhere else the BLAS-fed Cython step is as fast or faster.
-TRANSCENDENTAL_MAX_FAN_IN = 256     # mean fan-in below which numba takes transcendental nets
+# The rule, from measurements of one float32 SGD train_step per shape, numba time over
+# cython time (> 1: Cython faster), one thread, idle 2-core AMD EPYC, 2026-11-23, after the
+# Numba GEMMs moved onto NumPy's OpenBLAS (the same BLAS as Cython's):
+#     relu nets: 64-64-64-1 b32 1.13, 128-128-10 b16 1.09, 784-128-64-10 b64 1.01,
+#         512-512-512-10 b64 1.01, and from `fastbp bench`: 784-256-256-10 b256 1.01,
+#         1024x4 b256 0.99-0.96 (within 5% either way)
+#     tanh / sigmoid nets: 784-128-64-10 b64 0.94 (bench: 0.91 at 1 thread, 0.87 at 2),
+#         32-32-32-1 b256 0.32, 64-64-64-1 b32 0.50, 784-256-256-10 b256 tanh 0.64
+#     2-2-2 b1 sigmoid: 1.4 (per-call overhead; Cython's is lower)
+# Numba wins wherever a transcendental activation is computed: its vectorized float32
+# approximations against Cython's libm calls. Elsewhere the two run the same BLAS and
+# Cython's lower call overhead and zero JIT latency decide.
 TINY_NETWORK_PARAMS = 1000          # below this, per-call overhead decides: Cython's is lower
 
 
 def prefers_numba(arch):
     """The measured rule above: numba for not-tiny networks with a transcendental activation
-    (anything but identity/relu/leaky_relu) and a mean fan-in below TRANSCENDENTAL_MAX_FAN_IN."""
+    (anything but identity/relu/leaky_relu)."""
     from .. import activations
     cheap = {activations.IDENTITY, activations.RELU, activations.LEAKY_RELU}
-    if all(code in cheap for code in arch.activations) or arch.n_params < TINY_NETWORK_PARAMS:
-        return False
-    multiply_adds = sum(n_in * n_out for n_in, n_out in arch.shapes)
-    return multiply_adds / sum(arch.sizes[1:]) < TRANSCENDENTAL_MAX_FAN_IN
+    return arch.n_params >= TINY_NETWORK_PARAMS and any(code not in cheap for code in arch.activations)
 
 
 def auto_order(arch=None):
