@@ -146,7 +146,6 @@ ROWS = 1_000_000
 
 # Backends whose bias gradient is a running float32 sum over the batch (reported in the
 # issue 10 report); the marker is strict, so the fix shows up as an XPASS to remove it.
-DB_DRIFT = set()               # cython: db summed in float64 since derivative_cols/column_sums; numba: db summed in float64 since numba_kernels.weight_gradient_into
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,15 +164,11 @@ def million_rows(data):
 
 
 @pytest.mark.parametrize("data", ["random", "duplicated_rows"])
-def test_million_row_batch_reductions(cpu_backend, data, request):
+def test_million_row_batch_reductions(cpu_backend, data):
     """float32 loss_and_grad on 1e6 rows: the loss (a mean over 1e6 terms) and the gradient
     sums over the batch are finite and agree with a float64 computation of the same network
     to 1e-3, norm-wise. Duplicated rows make every term of a reduction equal, the case where
     a running float32 sum drifts the most (~0.5% here)."""
-    if data == "duplicated_rows" and cpu_backend in DB_DRIFT:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            f"{cpu_backend}: the bias gradient db is a running float32 sum over the batch (drifts "
-            "0.4% over 1e6 equal rows); accumulate in float64 or pairwise, then remove this marker")))
     X, y, params, (rloss, rdW, rdb) = million_rows(data)
     net = fb.MLP([3, 4, 1], activation="tanh", dtype=np.float32, backend=cpu_backend)
     net.set_flat_params(params)

@@ -16,7 +16,6 @@ import pytest
 import fastbp as fb
 from fastbp import datasets, metrics
 from fastbp.diagnostics import GradientFlowWarning, check_gradient_flow, layer_names
-from fastbp.training import HostDataset
 
 from conftest import CPU_BACKENDS
 
@@ -213,7 +212,7 @@ def test_batches_are_views_in_order_and_one_reused_buffer_shuffled():
     from fastbp._kernels import get_ops
     X = np.arange(40.0).reshape(10, 4)
     y = np.arange(10)
-    data = HostDataset(get_ops("numpy"), X, y)
+    data = get_ops("numpy").dataset(X, y)
     got = [(Xb, yb) for Xb, yb in data.batches(4)]
     assert [len(Xb) for Xb, _ in got] == [4, 4, 2]
     assert all(np.shares_memory(Xb, X) and np.shares_memory(yb, y) for Xb, yb in got)

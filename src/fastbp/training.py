@@ -96,7 +96,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     if dp is not None:
         dp.broadcast_parameters(state, optimizer)            # every replica starts from rank 0's
         step = dp.make_step(net, optimizer)                  # shards the batch, one Allreduce
-    dataset = ops.dataset(X, y) if hasattr(ops, "dataset") else HostDataset(ops, X, y)   # CUDA: on the device
+    dataset = ops.dataset(X, y)          # batches in the backend's memory (CUDA: the data set on the device)
     n, n_batches = X.shape[0], -(-X.shape[0] // batch_size)
     monitor = GradientFlowMonitor(net.arch) if grad_norms else None
     show_bar = progress_shown(progress) and distributed.is_root(comm)
@@ -174,37 +174,6 @@ def make_step(net, optimizer, keep_grads=False):
             optimizer.update(ops, state.params.flat, state.grads.flat)
             return loss
     return step
-
-
-class HostDataset:
-    """Training data in host memory, served as mini-batches in the backend's memory.
-
-    In order, a batch is a row slice of the checked data (a view, no copy, on CPU backends);
-    in a given order (shuffled), its rows are gathered into one batch buffer allocated once.
-    A batch is valid until the next one is taken. A backend that keeps data sets in its own
-    memory provides `ops.dataset(X, y)` with the same `batches` method (CUDA: on the device).
-    """
-
-    def __init__(self, ops, X, y):
-        self.ops, self.X, self.y = ops, X, y
-        self.n = X.shape[0]
-        self._buffers = None
-
-    def batches(self, batch_size, order=None):
-        """-> iterator of (X_batch, y_batch); the last batch holds the remainder."""
-        ops, X, y = self.ops, self.X, self.y
-        if order is not None and self._buffers is None:
-            rows = min(batch_size, self.n)
-            self._buffers = (np.empty((rows,) + X.shape[1:], X.dtype), np.empty((rows,) + y.shape[1:], y.dtype))
-        for start in range(0, self.n, batch_size):
-            stop = min(start + batch_size, self.n)
-            if order is None:
-                Xb, yb = X[start:stop], y[start:stop]
-            else:
-                rows = order[start:stop]
-                Xb = np.take(X, rows, axis=0, out=self._buffers[0][:stop - start])
-                yb = np.take(y, rows, axis=0, out=self._buffers[1][:stop - start])
-            yield ops.from_host(Xb), ops.from_host(yb)
 
 
 # ---- measuring ----

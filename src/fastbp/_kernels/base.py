@@ -36,6 +36,11 @@ class Ops:
     def all_finite(self, a):
         return bool(np.isfinite(a).all())
 
+    def dataset(self, X, y):
+        """Checked training data -> an object whose batches(batch_size, order) yields
+        mini-batches in this backend's memory (fit's data source)."""
+        return HostDataset(self, X, y)
+
     # ---- the public kernel boundary (fastbp.kernels): checks, then backend arrays ----
     def kernel_inputs(self, named):
         """[(name, array, ndim), ...] -> checked backend arrays, all of the first one's dtype."""
@@ -113,3 +118,34 @@ class Ops:
             raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
         optimizer.update(self, state.params.flat, state.grads.flat)
         return loss
+
+
+class HostDataset:
+    """Training data in host memory, served as mini-batches in the backend's memory.
+
+    In order, a batch is a row slice of the checked data (a view, no copy, on CPU backends);
+    in a given order (shuffled), its rows are gathered into one batch buffer allocated once.
+    A batch is valid until the next one is taken. A backend that keeps data sets in its own
+    memory overrides `Ops.dataset` with the same `batches` method (CUDA: on the device).
+    """
+
+    def __init__(self, ops, X, y):
+        self.ops, self.X, self.y = ops, X, y
+        self.n = X.shape[0]
+        self._buffers = None
+
+    def batches(self, batch_size, order=None):
+        """-> iterator of (X_batch, y_batch); the last batch holds the remainder."""
+        ops, X, y = self.ops, self.X, self.y
+        if order is not None and self._buffers is None:
+            rows = min(batch_size, self.n)
+            self._buffers = (np.empty((rows,) + X.shape[1:], X.dtype), np.empty((rows,) + y.shape[1:], y.dtype))
+        for start in range(0, self.n, batch_size):
+            stop = min(start + batch_size, self.n)
+            if order is None:
+                Xb, yb = X[start:stop], y[start:stop]
+            else:
+                rows = order[start:stop]
+                Xb = np.take(X, rows, axis=0, out=self._buffers[0][:stop - start])
+                yb = np.take(y, rows, axis=0, out=self._buffers[1][:stop - start])
+            yield ops.from_host(Xb), ops.from_host(yb)
