@@ -125,6 +125,35 @@ def test_non_finite_loss_changes_nothing(backend):
     assert state_bytes(net, opt) == before
 
 
+@pytest.mark.parametrize("rows,expect", [(4, "trains"), (32, "raises")])
+def test_plain_sgd_past_the_product_bound(backend, rows, expect):
+    """Plain SGD may update W inside the weight-gradient product (the compiled backends),
+    but only where sum|A_prev| * sum|delta| shows every product finite. Here every output is
+    1e19 against a target of 9e18 (delta 2e18, 'sum' reduction), far past that bound: the step
+    stores and scans the gradient instead. 4 rows give a finite gradient (8e37), applied as the
+    reference applies it; 32 rows overflow it (6.4e38; the loss, summed in float64 by the
+    compiled backends, stays finite): FloatingPointError, nothing updated. (64 x 16 weights:
+    the networks take the compiled backends' BLAS-sized path, not the tiny-network one.)"""
+    nets = [fb.MLP([64, 16], activation="identity", loss="mse", reduction="sum", dtype=np.float32,
+                   backend=b, seed=0) for b in ("numpy", backend)]
+    opts = [fb.SGD(0.01) for _ in nets]
+    for net in nets:
+        net.set_params([np.full((64, 16), 1 / 64)], [np.zeros(16)])
+    X = np.full((rows, 64), 1e19, np.float32)
+    y = np.full((rows, 16), 9e18, np.float32)
+    if expect == "raises":
+        for net, opt in zip(nets, opts):
+            before = state_bytes(net, opt)
+            with pytest.raises(FloatingPointError):
+                net.train_step(X, y, opt)
+            assert state_bytes(net, opt) == before
+    else:
+        losses = [net.train_step(X, y, opt) for net, opt in zip(nets, opts)]
+        np.testing.assert_allclose(losses[1], losses[0], rtol=2e-4)
+        np.testing.assert_allclose(nets[1].get_flat_params(), nets[0].get_flat_params(), rtol=2e-4)
+        assert np.isfinite(nets[1].get_flat_params()).all() and nets[1].weights[0][0, 0] < -1e35
+
+
 def test_fit_failure_midway_keeps_the_last_finite_parameters(backend):
     """A non-finite batch in the middle of fit: parameters are those after the last finite step."""
     net, opt, X, y = trained(backend, "mse", np.float32, "sgd")

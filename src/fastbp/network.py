@@ -111,7 +111,9 @@ class MLP:
 
     @property
     def flat_grads(self):
-        """The one contiguous gradient buffer, as the last loss_and_grad/train_step left it."""
+        """The one contiguous gradient buffer, as the last loss_and_grad left it. train_step
+        also passes through it, but a compiled plain-SGD step updates the weights straight
+        from the products and leaves it holding only part of its gradient."""
         return self._state.grads.flat
 
     def get_flat_params(self):

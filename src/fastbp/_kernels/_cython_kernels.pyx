@@ -1,11 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The Cython CPU kernels: BLAS GEMMs with the elementwise work fused around them.
 
-    forward     Z = A_prev @ W          (GEMM)   then one pass: Z += b, A = f(Z)
-    backward    dW = A_prev.T @ delta   (GEMM)
-                D = delta @ W.T         (GEMM)   then one pass: D *= f'(Z), db = D.sum(0)
+    forward     Z = b (rows), Z = A_prev @ W + Z  (GEMM, beta 1)   then one pass: A = f(Z)
     output      one pass: loss and dLoss/dOut;   then the same f'/db pass
-    update      one pass over the flat parameter buffer (SGD, momentum, Nesterov, Adam)
+    backward    D[l-1] = D[l] @ W.T     (GEMM)   then one pass: D *= f'(Z), db = D.sum(0)
+                (every layer's delta first, with the weights as they were), then
+                dW = A_prev.T @ D[l]    (GEMM)
+    update      one pass over the flat parameter buffer (SGD, momentum, Nesterov, Adam);
+                plain SGD instead updates W inside the weight-gradient GEMM itself:
+                W = (1 - lr*wd) W - lr A_prev.T @ D[l] (beta, alpha), see sgd_in_gemm
 
 `network_step` runs all of it for a whole network in one call, over the flat parameter and
 gradient buffers and a workspace the caller allocates once (see cython_cpu.py for its layout).
@@ -47,12 +50,13 @@ cdef enum:
     MEAN = 0
     SUM = 1
 
-# network_step modes
+# network_step modes (DELTAS: internal, the backward pass up to the weight gradients)
 cdef enum:
     FORWARD = 0
     LOSS = 1
     GRADIENT = 2
     TRAIN = 3
+    DELTAS = 4
 
 # network_step optimizers
 cdef enum:
@@ -61,7 +65,7 @@ cdef enum:
     OPT_ADAM = 2
 
 cdef enum:
-    N_PLAN = 7      # per layer in a plan: n_in, n_out, activation, W at, b at, Z at, A at
+    N_PLAN = 8      # per layer in a plan: n_in, n_out, activation, W at, b at, Z at, A at, delta at
 PLAN_FIELDS = N_PLAN
 
 # Elements; smaller passes run on one thread. OpenMP is compiled in, but measured it did not
@@ -124,49 +128,57 @@ cdef inline int pass_threads(Py_ssize_t work) noexcept nogil:
     return fastbp_max_threads()
 
 
-cdef inline void gemm(char ta, char tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                      const real* A, Py_ssize_t lda, const real* B, Py_ssize_t ldb,
+cdef inline void gemm(char ta, char tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, real alpha,
+                      const real* A, Py_ssize_t lda, const real* B, Py_ssize_t ldb, real beta,
                       real* C, Py_ssize_t ldc) noexcept nogil:
-    """C = op(A) @ op(B), row-major."""
+    """C = alpha * op(A) @ op(B) + beta * C, row-major (beta 0: C only written)."""
     if real is float:
-        sgemm_rm(ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc)
+        sgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
     else:
-        dgemm_rm(ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc)
+        dgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef void linear_into(const real* X, const real* W, const real* b, real* Z, Py_ssize_t m, Py_ssize_t k,
+                      Py_ssize_t n) noexcept nogil:
+    """Z = X @ W + b: Z filled with b's rows, then one GEMM with beta 1. That spares BLAS's
+    zeroing pass over Z (beta 0) and a bias pass after it; the sum is the same rounding."""
+    cdef Py_ssize_t i, j
+    cdef real* zr
+    for i in range(m):
+        zr = Z + i * n
+        for j in range(n):
+            zr[j] = b[j]
+    gemm(c'N', c'N', m, n, k, 1, X, k, W, n, 1, Z, n)
 
 
 # ---------------------------------------------------------------- elementwise passes
 
-cdef void bias_activation_cols(real* Z, real* A, const real* b, Py_ssize_t m, Py_ssize_t n,
-                               Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
-    """Columns j0:j1 of Z += b, A = f(Z). A may be Z itself."""
+cdef void activation_cols(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
+    """Columns j0:j1 of A = f(Z). A may be Z itself."""
     cdef Py_ssize_t i, j
     cdef real z
     cdef real slope = <real>LEAKY_SLOPE
-    cdef real* zr
+    cdef const real* zr
     cdef real* ar
     for i in range(m):
         zr = Z + i * n
         ar = A + i * n
         if code == IDENTITY:
-            for j in range(j0, j1):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = z
+            if ar != zr:
+                for j in range(j0, j1):
+                    ar[j] = zr[j]
         elif code == RELU:
             for j in range(j0, j1):
-                z = zr[j] + b[j]
-                zr[j] = z
+                z = zr[j]
                 ar[j] = 0 if z < 0 else z
         elif code == LEAKY_RELU:
             for j in range(j0, j1):
-                z = zr[j] + b[j]
-                zr[j] = z
+                z = zr[j]
                 ar[j] = z if z > 0 else slope * z
         else:
             for j in range(j0, j1):
-                z = zr[j] + b[j]
-                zr[j] = z
-                ar[j] = activate(code, z)
+                ar[j] = activate(code, zr[j])
 
 
 cdef enum:
@@ -239,19 +251,20 @@ cdef inline Py_ssize_t column_width(Py_ssize_t n, int nt) noexcept nogil:
     return ((n + nt - 1) // nt + 15) // 16 * 16
 
 
-cdef void forward_epilogue(real* Z, real* A, const real* b, Py_ssize_t m, Py_ssize_t n,
-                           int code) noexcept nogil:
+cdef void forward_epilogue(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n, int code) noexcept nogil:
     cdef int nt = pass_threads(m * n)
     cdef Py_ssize_t c, width, j0, j1
+    if code == IDENTITY and A == Z:
+        return
     if nt > 1 and n >= 32 * nt:
         width = column_width(n, nt)
         for c in prange(nt, num_threads=nt, schedule='static'):
             j0 = c * width
             j1 = min(n, j0 + width)
             if j0 < j1:
-                bias_activation_cols(Z, A, b, m, n, j0, j1, code)
+                activation_cols(Z, A, m, n, j0, j1, code)
     else:
-        bias_activation_cols(Z, A, b, m, n, 0, n, code)
+        activation_cols(Z, A, m, n, 0, n, code)
 
 
 cdef void backward_epilogue(real* D, const real* Z, const real* A, real* db, Py_ssize_t m,
@@ -413,47 +426,101 @@ cdef void adam_flat(real* p, const real* g, real* m, real* v, Py_ssize_t n, long
 
 cdef double network_pass(int mode, real* P, real* G, const real* X, const real* Y,
                          const Py_ssize_t* labels, real* WS, const Py_ssize_t* plan, int L,
-                         Py_ssize_t d0_at, Py_ssize_t d1_at, Py_ssize_t m, int loss,
-                         int reduction) noexcept nogil:
-    """Forward (mode FORWARD), + loss (LOSS), + backward into G (GRADIENT/TRAIN)."""
+                         Py_ssize_t m, int loss, int reduction) noexcept nogil:
+    """Forward (mode FORWARD), + loss (LOSS), + every layer's delta into the workspace and
+    the bias gradients into G (DELTAS), + the weight gradients into G (GRADIENT)."""
     cdef const Py_ssize_t* q
     cdef const real* A_prev = X
-    cdef real* Z
-    cdef real* A
-    cdef real* D = WS + d0_at
-    cdef real* D_next = WS + d1_at
-    cdef real* swap
     cdef Py_ssize_t n_in, n_out
     cdef int l
     cdef double value = 0.0
     for l in range(L):
         q = plan + l * N_PLAN
         n_in, n_out = q[0], q[1]
-        Z = WS + q[5]
-        A = WS + q[6]
-        gemm(c'N', c'N', m, n_out, n_in, A_prev, n_in, P + q[3], n_out, Z, n_out)
-        forward_epilogue(Z, A, P + q[4], m, n_out, <int>q[2])
-        A_prev = A
+        linear_into(A_prev, P + q[3], P + q[4], WS + q[5], m, n_in, n_out)
+        forward_epilogue(WS + q[5], WS + q[6], m, n_out, <int>q[2])
+        A_prev = WS + q[6]
     if mode == FORWARD:
         return value
     q = plan + (L - 1) * N_PLAN
-    value = loss_and_gradient(A_prev, Y, labels, D, m, q[1], loss, reduction)
+    value = loss_and_gradient(A_prev, Y, labels, WS + q[7], m, q[1], loss, reduction)
     if mode == LOSS:
         return value
-    backward_epilogue(D, WS + q[5], WS + q[6], G + q[4], m, q[1], <int>q[2])
-    for l in range(L - 1, -1, -1):
+    backward_epilogue(WS + q[7], WS + q[5], WS + q[6], G + q[4], m, q[1], <int>q[2])
+    for l in range(L - 1, 0, -1):       # deltas first: the weights are still the step's own
         q = plan + l * N_PLAN
         n_in, n_out = q[0], q[1]
-        A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
-        gemm(c'T', c'N', n_in, n_out, m, A_prev, n_in, D, n_out, G + q[3], n_out)
-        if l > 0:
-            gemm(c'N', c'T', m, n_in, n_out, D, n_out, P + q[3], n_out, D_next, n_in)
-            q = q - N_PLAN
-            backward_epilogue(D_next, WS + q[5], WS + q[6], G + q[4], m, n_in, <int>q[2])
-            swap = D
-            D = D_next
-            D_next = swap
+        gemm(c'N', c'T', m, n_in, n_out, 1, WS + q[7], n_out, P + q[3], n_out, 0, WS + (q - N_PLAN)[7], n_in)
+        q = q - N_PLAN
+        backward_epilogue(WS + q[7], WS + q[5], WS + q[6], G + q[4], m, n_in, <int>q[2])
+    if mode == GRADIENT:
+        for l in range(L):
+            q = plan + l * N_PLAN
+            A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
+            gemm(c'T', c'N', q[0], q[1], m, 1, A_prev, q[0], WS + q[7], q[1], 0, G + q[3], q[1])
     return value
+
+
+cdef double abs_sum(const real* a, Py_ssize_t n) noexcept nogil:
+    """sum |a| in double: finite exactly when every element is (float32 data cannot overflow
+    it; for float64 an overflow reads as 'too large to bound', which is what callers want)."""
+    cdef Py_ssize_t i
+    cdef double s = 0
+    for i in range(n):
+        s += r_abs(a[i])
+    return s
+
+
+cdef bint products_bounded(const real* X, real* WS, const Py_ssize_t* plan, int L, Py_ssize_t m) noexcept nogil:
+    """Every weight-gradient product A_prev.T @ delta, and each partial sum of it, is finite:
+    |sum_i a_ik d_ij| <= sum|A_prev| * sum|delta| stays under half the dtype's largest value
+    (NaN or inf anywhere fails the test too)."""
+    cdef const Py_ssize_t* q
+    cdef int l
+    cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 2
+    cdef double a_abs = abs_sum(X, m * plan[0])
+    for l in range(L):
+        q = plan + l * N_PLAN
+        if not a_abs * abs_sum(WS + q[7], m * q[1]) <= limit:
+            return False
+        if l + 1 < L:
+            a_abs = abs_sum(WS + q[6], m * q[1])
+    return True
+
+
+cdef bint sgd_in_gemm(real* P, real* G, const real* X, real* WS, const Py_ssize_t* plan, int L,
+                      Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay) noexcept nogil:
+    """Plain SGD (momentum 0) after a DELTAS pass: W = (1 - lr*wd) W - lr A_prev.T @ delta as
+    one GEMM per layer (alpha, beta), b -= lr (db + wd b) from the bias gradients in G. The
+    weight gradient is never written, scanned or re-read: on wide-1024 the stored-gradient
+    path spent ~1.6 ms of 28 on those passes. Nothing is written unless products_bounded
+    shows every product finite; else the stored-gradient path (GEMMs into G, scan, update).
+    -> False (nothing updated) on a non-finite gradient."""
+    cdef const Py_ssize_t* q
+    cdef const real* A_prev
+    cdef int l
+    cdef Py_ssize_t j
+    cdef real lr_ = <real>lr, wd = <real>weight_decay
+    cdef real* b
+    cdef const real* db
+    if not products_bounded(X, WS, plan, L, m):
+        for l in range(L):
+            q = plan + l * N_PLAN
+            A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
+            gemm(c'T', c'N', q[0], q[1], m, 1, A_prev, q[0], WS + q[7], q[1], 0, G + q[3], q[1])
+        if not finite_all(G, n):
+            return False
+        sgd_flat(P, G, G, n, lr, 0.0, weight_decay, False)
+        return True
+    for l in range(L):
+        q = plan + l * N_PLAN
+        A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
+        b = P + q[4]
+        db = G + q[4]
+        for j in range(q[1]):
+            b[j] -= lr_ * (db[j] + wd * b[j])
+        gemm(c'T', c'N', q[0], q[1], m, -lr_, A_prev, q[0], WS + q[7], q[1], 1 - lr_ * wd, P + q[3], q[1])
+    return True
 
 
 # ---------------------------------------------------------------- shape checks
@@ -491,9 +558,9 @@ cdef int check_labels(const Py_ssize_t[::1] labels, Py_ssize_t m, Py_ssize_t n_o
 
 
 cdef int check_plan(const Py_ssize_t* plan, Py_ssize_t plan_len, Py_ssize_t n_params, Py_ssize_t n_ws,
-                    Py_ssize_t m, Py_ssize_t n_features, Py_ssize_t d0_at, Py_ssize_t d1_at) except -1:
+                    Py_ssize_t m, Py_ssize_t n_features) except -1:
     """Every layer's pieces lie inside params / the workspace for a batch of m rows."""
-    cdef Py_ssize_t l, n_in, n_out, widest = 0, expected_in = n_features
+    cdef Py_ssize_t l, k, n_in, n_out, expected_in = n_features
     cdef const Py_ssize_t* q
     if plan_len == 0 or plan_len % N_PLAN != 0:
         raise ValueError(f"plan must hold {N_PLAN} entries per layer; got {plan_len}")
@@ -508,12 +575,10 @@ cdef int check_plan(const Py_ssize_t* plan, Py_ssize_t plan_len, Py_ssize_t n_pa
             raise ValueError(f"plan layer {l}: unknown activation code")
         if not (0 <= q[3] and q[3] + n_in * n_out <= n_params and 0 <= q[4] and q[4] + n_out <= n_params):
             raise ValueError(f"plan layer {l}: weights/bias outside the parameter buffer")
-        if not (0 <= q[5] and q[5] + m * n_out <= n_ws and 0 <= q[6] and q[6] + m * n_out <= n_ws):
-            raise ValueError(f"plan layer {l}: Z/A outside the workspace for {m} rows")
-        widest = max(widest, n_out)
+        for k in range(5, 8):
+            if not (0 <= q[k] and q[k] + m * n_out <= n_ws):
+                raise ValueError(f"plan layer {l}: Z/A/delta outside the workspace for {m} rows")
         expected_in = n_out
-    if not (0 <= d0_at and d0_at + m * widest <= n_ws and 0 <= d1_at and d1_at + m * widest <= n_ws):
-        raise ValueError(f"delta buffers outside the workspace for {m} rows")
     return 0
 
 
@@ -546,7 +611,7 @@ cdef inline Py_ssize_t dim(object a, int i) noexcept:
 
 
 cdef object network_step_impl(real tag, int mode, object params, object grads, object X, object y,
-                              object ws, object plan, Py_ssize_t d0_at, Py_ssize_t d1_at, int loss,
+                              object ws, object plan, int loss,
                               int reduction, int optimizer, object s1, object s2, long step, double lr,
                               double h1, double h2, double h3, double h4, bint check_inputs):
     """network_step_f32/_f64 (`tag` only selects the dtype)."""
@@ -568,7 +633,7 @@ cdef object network_step_impl(real tag, int mode, object params, object grads, o
     cdef Py_ssize_t n_out
     if not FORWARD <= mode <= TRAIN:
         raise ValueError(f"unknown mode {mode}")
-    check_plan(PL, plan_len, n, dim(ws, 0), m, dim(X, 1), d0_at, d1_at)
+    check_plan(PL, plan_len, n, dim(ws, 0), m, dim(X, 1))
     n_out = PL[plan_len - N_PLAN + 1]
     if dim(grads, 0) != n:
         raise ValueError(f"grads must have {n} entries; got {dim(grads, 0)}")
@@ -593,20 +658,24 @@ cdef object network_step_impl(real tag, int mode, object params, object grads, o
         if y_ptr != NULL and not finite_all(y_ptr, m * n_out):
             raise ValueError("y contains NaN or inf")
     with nogil:
-        value = network_pass(mode, P, G, Xp, y_ptr, label_ptr, WS, PL, L, d0_at, d1_at, m, loss, reduction)
-        if mode == TRAIN:
-            finite = isfinite(value) and finite_all(G, n)
-            if finite and optimizer == OPT_SGD:
-                sgd_flat(P, G, S1, n, lr, h1, h2, h3 != 0)
-            elif finite and optimizer == OPT_ADAM:
-                adam_flat(P, G, S1, S2, n, step, lr, h1, h2, h3, h4)
+        if mode == TRAIN and optimizer == OPT_SGD and h1 == 0:
+            value = network_pass(DELTAS, P, G, Xp, y_ptr, label_ptr, WS, PL, L, m, loss, reduction)
+            finite = isfinite(value) and sgd_in_gemm(P, G, Xp, WS, PL, L, m, n, lr, h2)
+        else:
+            value = network_pass(GRADIENT if mode == TRAIN else mode, P, G, Xp, y_ptr, label_ptr, WS, PL, L,
+                                 m, loss, reduction)
+            if mode == TRAIN:
+                finite = isfinite(value) and finite_all(G, n)
+                if finite and optimizer == OPT_SGD:
+                    sgd_flat(P, G, S1, n, lr, h1, h2, h3 != 0)
+                elif finite and optimizer == OPT_ADAM:
+                    adam_flat(P, G, S1, S2, n, step, lr, h1, h2, h3, h4)
     if not finite:
         raise FloatingPointError(f"non-finite loss ({value}) or gradient; parameters left unchanged")
     return value
 
 
-def network_step_f32(int mode, params, grads, X, y, ws, plan, Py_ssize_t d0_at, Py_ssize_t d1_at,
-                     int loss, int reduction, int optimizer, s1, s2, long step, double lr, double h1,
+def network_step_f32(int mode, params, grads, X, y, ws, plan, int loss, int reduction, int optimizer, s1, s2, long step, double lr, double h1,
                      double h2, double h3, double h4, bint check_inputs=False):
     """One call per step: mode forward / loss / gradient / train over a whole float32 network
     (params, grads, ws, s1, s2: float32 1-D; X float32 (batch, n_in); y float32 (batch, n_out),
@@ -614,15 +683,14 @@ def network_step_f32(int mode, params, grads, X, y, ws, plan, Py_ssize_t d0_at, 
     Optimizer SGD: h1..h3 = momentum, weight_decay, nesterov; Adam: beta1, beta2, eps,
     weight_decay. A non-finite loss or gradient raises FloatingPointError before any update;
     check_inputs: NaN/inf in X or y raises ValueError before anything is written."""
-    return network_step_impl(<float>0, mode, params, grads, X, y, ws, plan, d0_at, d1_at, loss, reduction,
+    return network_step_impl(<float>0, mode, params, grads, X, y, ws, plan, loss, reduction,
                              optimizer, s1, s2, step, lr, h1, h2, h3, h4, check_inputs)
 
 
-def network_step_f64(int mode, params, grads, X, y, ws, plan, Py_ssize_t d0_at, Py_ssize_t d1_at,
-                     int loss, int reduction, int optimizer, s1, s2, long step, double lr, double h1,
+def network_step_f64(int mode, params, grads, X, y, ws, plan, int loss, int reduction, int optimizer, s1, s2, long step, double lr, double h1,
                      double h2, double h3, double h4, bint check_inputs=False):
     """network_step_f32 for float64."""
-    return network_step_impl(<double>0, mode, params, grads, X, y, ws, plan, d0_at, d1_at, loss, reduction,
+    return network_step_impl(<double>0, mode, params, grads, X, y, ws, plan, loss, reduction,
                              optimizer, s1, s2, step, lr, h1, h2, h3, h4, check_inputs)
 
 
@@ -639,8 +707,8 @@ def linear_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b
     check_matrix(A.shape[0], A.shape[1], m, n, "A")
     require(0 <= code < N_ACTIVATIONS, f"unknown activation code {code}")
     with nogil:
-        gemm(c'N', c'N', m, n, k, &X[0, 0], k, &W[0, 0], n, &Z[0, 0], n)
-        forward_epilogue(&Z[0, 0], &A[0, 0], &b[0], m, n, code)
+        linear_into(&X[0, 0], &W[0, 0], &b[0], &Z[0, 0], m, k, n)
+        forward_epilogue(&Z[0, 0], &A[0, 0], m, n, code)
 
 
 def activation_backward(real[:, ::1] D, const real[:, ::1] Z, const real[:, ::1] A, int code):
@@ -664,7 +732,7 @@ def delta_propagate(const real[:, ::1] delta, const real[:, ::1] W, const real[:
     check_matrix(out.shape[0], out.shape[1], m, k, "out")
     require(0 <= code < N_ACTIVATIONS, f"unknown activation code {code}")
     with nogil:
-        gemm(c'N', c'T', m, k, n, &delta[0, 0], n, &W[0, 0], n, &out[0, 0], k)
+        gemm(c'N', c'T', m, k, n, 1, &delta[0, 0], n, &W[0, 0], n, 0, &out[0, 0], k)
         backward_epilogue(&out[0, 0], &Z[0, 0], &A[0, 0], NULL, m, k, code)
 
 
@@ -677,7 +745,7 @@ def weight_gradient(const real[:, ::1] A_prev, const real[:, ::1] delta, real[:,
     check_matrix(dW.shape[0], dW.shape[1], k, n, "dW")
     require(db.shape[0] == n, f"db must have shape ({n},); got ({db.shape[0]},)")
     with nogil:
-        gemm(c'T', c'N', k, n, m, &A_prev[0, 0], k, &delta[0, 0], n, &dW[0, 0], n)
+        gemm(c'T', c'N', k, n, m, 1, &A_prev[0, 0], k, &delta[0, 0], n, 0, &dW[0, 0], n)
         column_sums(&delta[0, 0], &db[0], m, n)
 
 

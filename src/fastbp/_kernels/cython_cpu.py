@@ -97,10 +97,9 @@ class Workspace:
             if _k.keeps_z(code):
                 a_at = at
                 at += capacity * n_out
-            plan.append((n_in, n_out, code, w_at, b_at, z_at, a_at))
-        widest = max(arch.sizes[1:])
-        self.d0_at, self.d1_at = at, at + capacity * widest
-        self.buffer = np.empty(at + 2 * capacity * widest, dtype=arch.dtype)
+            plan.append((n_in, n_out, code, w_at, b_at, z_at, a_at, at))    # then the layer's delta
+            at += capacity * n_out
+        self.buffer = np.empty(at, dtype=arch.dtype)
         self.plan = np.array(plan, dtype=np.intp).reshape(-1)
         self.out_at, self.n_out = plan[-1][6], arch.sizes[-1]
         self.step = _k.network_step_f32 if arch.dtype == np.float32 else _k.network_step_f64
@@ -167,8 +166,8 @@ class CythonOps(Ops):
         X = np.ascontiguousarray(X)
         ws = self.workspace(state, X.shape[0])
         grads = state.grads.flat
-        return ws, ws.step(mode, state.params.flat, grads, X, y, ws.buffer, ws.plan, ws.d0_at,
-                           ws.d1_at, state.arch.loss, state.arch.reduction, optimizer,
+        return ws, ws.step(mode, state.params.flat, grads, X, y, ws.buffer, ws.plan,
+                           state.arch.loss, state.arch.reduction, optimizer,
                            grads if s1 is None else s1, grads if s2 is None else s2,
                            step, lr, h1, h2, h3, h4, check_inputs)
 
@@ -204,13 +203,13 @@ class CythonOps(Ops):
         try:
             if kind is SGD:
                 v = optimizer.state["velocity"]
-                loss = ws.step(TRAIN, state.params.flat, state.grads.flat, X, y, ws.buffer, ws.plan, ws.d0_at,
-                               ws.d1_at, arch.loss, arch.reduction, OPT_SGD, v, v, step, optimizer.lr,
+                loss = ws.step(TRAIN, state.params.flat, state.grads.flat, X, y, ws.buffer, ws.plan,
+                               arch.loss, arch.reduction, OPT_SGD, v, v, step, optimizer.lr,
                                optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov), 0.0, True)
             else:
                 beta1, beta2 = optimizer.betas
-                loss = ws.step(TRAIN, state.params.flat, state.grads.flat, X, y, ws.buffer, ws.plan, ws.d0_at,
-                               ws.d1_at, arch.loss, arch.reduction, OPT_ADAM, optimizer.state["m"],
+                loss = ws.step(TRAIN, state.params.flat, state.grads.flat, X, y, ws.buffer, ws.plan,
+                               arch.loss, arch.reduction, OPT_ADAM, optimizer.state["m"],
                                optimizer.state["v"], step, optimizer.lr, beta1, beta2, optimizer.eps,
                                optimizer.weight_decay, True)
         except BaseException:

@@ -32,9 +32,10 @@ _found = None        # (description, {dtype: address}) once looked for
 
 
 @intrinsic
-def _cblas_gemm(typingctx, addr, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc):
-    """cblas_?gemm(RowMajor, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, 0, C, ldc) through
-    the function at `addr` (64-bit integers). A, B, C: arrays of one float dtype."""
+def _cblas_gemm(typingctx, addr, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+    """cblas_?gemm(RowMajor, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+    through the function at `addr` (64-bit integers; alpha, beta: any floats, passed in C's
+    dtype). A, B, C: arrays of one float dtype."""
     arrays = (A, B, C)
     if not all(isinstance(a, types.Array) for a in arrays):
         return None
@@ -42,10 +43,12 @@ def _cblas_gemm(typingctx, addr, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, l
     if dtype not in (types.float32, types.float64) or A.dtype != dtype or B.dtype != dtype:
         return None
     i64 = types.int64
-    sig = types.void(i64, i64, i64, i64, i64, i64, A, i64, B, i64, C, i64)
+    if not (isinstance(alpha, types.Float) and isinstance(beta, types.Float)):
+        return None
+    sig = types.void(i64, i64, i64, i64, i64, i64, alpha, A, i64, B, i64, beta, C, i64)
 
     def codegen(context, builder, signature, args):
-        addr_v, ta, tb, m, n, k, a, lda_v, b, ldb_v, c, ldc_v = args
+        addr_v, ta, tb, m, n, k, alpha_v, a, lda_v, b, ldb_v, beta_v, c, ldc_v = args
         real = context.get_value_type(dtype)
         ptr = real.as_pointer()
         l32, l64 = ir.IntType(32), ir.IntType(64)
@@ -56,9 +59,12 @@ def _cblas_gemm(typingctx, addr, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, l
         def data(aty, val):
             return builder.bitcast(context.make_array(aty)(context, builder, val).data, ptr)
 
+        def scalar(v, ty):
+            return context.cast(builder, v, ty, dtype)
+
         builder.call(fn, [ir.Constant(l32, ROW_MAJOR), builder.trunc(ta, l32), builder.trunc(tb, l32), m, n, k,
-                          ir.Constant(real, 1.0), data(A, a), lda_v, data(B, b), ldb_v,
-                          ir.Constant(real, 0.0), data(C, c), ldc_v])
+                          scalar(alpha_v, alpha), data(A, a), lda_v, data(B, b), ldb_v,
+                          scalar(beta_v, beta), data(C, c), ldc_v])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -86,6 +92,12 @@ def gemm(addr, trans_a, trans_b, A, B, C):
     """C = op(A) @ op(B) (op(X) = X.T when trans_x) through the cblas gemm at `addr`
     (gemm_address). -> False, C untouched, when addr is 0 or an operand's layout does not
     suit BLAS: the caller then computes C itself."""
+    return gemm_into(addr, trans_a, trans_b, 1.0, A, B, 0.0, C)
+
+
+@njit(cache=True, nogil=True)
+def gemm_into(addr, trans_a, trans_b, alpha, A, B, beta, C):
+    """C = alpha * op(A) @ op(B) + beta * C (beta 0: C is only written), as `gemm`."""
     if addr == 0:
         return False
     M, N = C.shape
@@ -94,7 +106,7 @@ def gemm(addr, trans_a, trans_b, A, B, C):
     if lda < 0 or ldb < 0 or ldc < 0 or M == 0 or N == 0 or K == 0:
         return False
     _cblas_gemm(addr, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
-                M, N, K, A, lda, B, ldb, C, ldc)
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
     return True
 
 

@@ -10,9 +10,13 @@ compiled call needs besides the arrays is in it, so a step passes few arguments 
 dispatch costs ~30-60 ns per argument: a third of a 2-2-2 step when there were 22).
 
 Workspace `ws` (one flat array of the network's dtype per batch size): for each layer
-Z[l] then A[l] (batch, n_l); then two delta buffers (batch, max n_l) used in turn; then
-scratch for a transposed weight matrix (max n_in * n_out); then a float64 accumulator
-(max n_l) for the bias gradient, so a step allocates nothing.
+Z[l], A[l] and delta[l] (batch, n_l); then two delta buffers (batch, max n_l) the view-free
+pass uses in turn; then scratch for a transposed weight matrix (max n_in * n_out); then a
+float64 accumulator (max n_l) for the bias gradient, so a step allocates nothing.
+
+Backward (view pass) computes every layer's delta first, with the weights as they were,
+and the weight gradients after: that order is what lets a plain-SGD step update W by the
+weight-gradient product itself (_sgd_pass).
 
 Status codes returned with the loss (nothing is written to params/optimizer state unless
 the status is OK; BAD_X/BAD_Y/BAD_PLAN are found before anything at all is written).
@@ -25,7 +29,7 @@ from numba import njit
 from .numba_blas import gemm_address
 from .numba_kernels import (CROSS_ENTROPY, ELU, ELU_ALPHA, GELU, IDENTITY, JIT, LEAKY_RELU, LEAKY_SLOPE,
                             RELU, SIGMOID, SOFTPLUS, TANH, adam_update, delta_propagate_into, gelu,
-                            gelu_derivative, linear_forward_into, loss_and_output_grad_into, matmul_tn,
+                            gelu_derivative, linear_forward_into, loss_and_output_grad_into, matmul_tn, matmul_tn_into,
                             nonfinite_count, sgd_update, softplus, times_derivative)
 from .numba_math import fast_sigmoid, fast_tanh
 
@@ -42,7 +46,7 @@ LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, D0_AT, D1_AT, TMP_AT, ACC_A
 # views. For them a step is all overhead: each view Numba makes costs reference counting
 # (~10-40 ns), and the view-based pass makes ~40 per layer pair.
 FLAT_MAX_MACS = 512
-N_IN, N_OUT, ACT, W_AT, B_AT, Z_AT, A_AT, FIELDS = range(8)
+N_IN, N_OUT, ACT, W_AT, B_AT, Z_AT, A_AT, D_AT, FIELDS = range(9)
 
 
 def plan(arch, batch):
@@ -51,8 +55,8 @@ def plan(arch, batch):
     for (n_in, n_out), code in zip(arch.shapes, arch.activations):
         w_at, b_at = param_at, param_at + n_in * n_out
         param_at = b_at + n_out
-        rows += [n_in, n_out, code, w_at, b_at, at, at + batch * n_out]
-        at += 2 * batch * n_out
+        rows += [n_in, n_out, code, w_at, b_at, at, at + batch * n_out, at + 2 * batch * n_out]
+        at += 3 * batch * n_out
     widest = max(arch.sizes[1:])
     d0_at, d1_at, tmp_at = at, at + batch * widest, at + 2 * batch * widest
     acc_at = tmp_at + max(a * b for a, b in arch.shapes)
@@ -88,6 +92,13 @@ def _Z(ws, plan, l):
 def _A(ws, plan, l):
     r = HEADER + l * FIELDS
     at, n = plan[r + A_AT], plan[r + N_OUT]
+    return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
+
+
+@njit(**JIT)
+def _delta(ws, plan, l):
+    r = HEADER + l * FIELDS
+    at, n = plan[r + D_AT], plan[r + N_OUT]
     return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
 
 
@@ -253,35 +264,113 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _view_pass(mode, X, y, labels, params, grads, ws, plan):
-    """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
-    numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
+def _deltas(mode, X, y, labels, params, ws, plan):
+    """Forward and loss; for mode >= MODE_GRAD every layer's delta (dLoss/dZ[l]) into
+    _delta(ws, plan, l), all computed before any weight changes. -> the loss."""
     L = plan[N_LAYERS]
-    batch = plan[BATCH]
-    n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
     out = _forward(X, params, ws, plan)
-    d0_at, d1_at = plan[D0_AT], plan[D1_AT]
-    delta = ws[d0_at:d0_at + batch * n_last].reshape(batch, n_last)
+    delta = _delta(ws, plan, L - 1)
     total = loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
     if mode == MODE_LOSS:
         return total
     flat = delta.ravel()
     times_derivative(flat, _Z(ws, plan, L - 1).ravel(), out.ravel(), plan[HEADER + (L - 1) * FIELDS + ACT], flat)
     tmp = ws[plan[TMP_AT]:plan[ACC_AT]]
-    acc = ws[plan[ACC_AT]:].view(np.float64)
-    use0 = True
-    for l in range(L - 1, -1, -1):
-        A_prev = X if l == 0 else _A(ws, plan, l - 1)
-        _weight_gradient(A_prev, delta, _W(grads, plan, l), _b(grads, plan, l), acc, plan[BLAS])
-        if l > 0:
-            use0 = not use0
-            n_in = plan[HEADER + l * FIELDS + N_IN]
-            at = d0_at if use0 else d1_at
-            nxt = ws[at:at + batch * n_in].reshape(batch, n_in)
-            delta_propagate_into(delta, _W(params, plan, l), _Z(ws, plan, l - 1), A_prev,
-                                 plan[HEADER + (l - 1) * FIELDS + ACT], nxt, tmp, plan[BLAS])
-            delta = nxt
+    for l in range(L - 1, 0, -1):
+        delta_propagate_into(_delta(ws, plan, l), _W(params, plan, l), _Z(ws, plan, l - 1), _A(ws, plan, l - 1),
+                             plan[HEADER + (l - 1) * FIELDS + ACT], _delta(ws, plan, l - 1), tmp, plan[BLAS])
     return total
+
+
+@njit(**JIT)
+def _weight_gradients(X, grads, ws, plan):
+    """dW[l], db[l] into grads from the deltas _deltas left, every layer."""
+    acc = ws[plan[ACC_AT]:].view(np.float64)
+    for l in range(plan[N_LAYERS]):
+        A_prev = X if l == 0 else _A(ws, plan, l - 1)
+        _weight_gradient(A_prev, _delta(ws, plan, l), _W(grads, plan, l), _b(grads, plan, l), acc, plan[BLAS])
+
+
+@njit(**JIT)
+def _view_pass(mode, X, y, labels, params, grads, ws, plan):
+    """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
+    numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
+    total = _deltas(mode, X, y, labels, params, ws, plan)
+    if mode != MODE_LOSS:
+        _weight_gradients(X, grads, ws, plan)
+    return total
+
+
+@njit(**JIT)
+def _abs_sum(a):
+    """The sum of |a| in float64: finite exactly when every element is (for float32 data;
+    for float64 it may also overflow, which callers treat as 'too large to bound')."""
+    flat = a.ravel()
+    s = 0.0
+    for i in range(flat.size):
+        s += abs(flat[i])
+    return s
+
+
+@njit(**JIT)
+def _products_bounded(X, ws, plan):
+    """Every weight-gradient product A_prev.T @ delta, and each of its partial sums, is
+    finite: |sum_m a_mi d_mj| <= sum|A_prev| * sum|delta|, below half the dtype's largest
+    value (NaN or inf anywhere fails the test too)."""
+    limit = np.finfo(ws.dtype).max / 2
+    a_abs = _abs_sum(X)
+    for l in range(plan[N_LAYERS]):
+        if not a_abs * _abs_sum(_delta(ws, plan, l)) <= limit:
+            return False
+        if l + 1 < plan[N_LAYERS]:
+            a_abs = _abs_sum(_A(ws, plan, l))
+    return True
+
+
+@njit(**JIT)
+def _sgd_pass(X, y, labels, params, grads, ws, plan, lr, weight_decay):
+    """A whole MODE_TRAIN step for plain SGD (momentum 0) on the view pass. The weights are
+    updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
+    (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
+    re-read by an update pass: those were 10-15% of an mnist step. torch's SGD rule; the
+    rounding differs from the stored-gradient path by float rounding only.
+
+    Nothing is written before every product is known to be finite (_products_bounded, a pass
+    over the activations and deltas, far smaller than the weights); when that bound cannot
+    be shown, the step takes the checked path: gradients stored in grads, scanned, applied.
+    -> (status, loss); grads is left as scratch."""
+    total = _deltas(MODE_GRAD, X, y, labels, params, ws, plan)
+    if not math.isfinite(total):
+        return NONFINITE, total
+    if not _products_bounded(X, ws, plan):
+        _weight_gradients(X, grads, ws, plan)
+        if nonfinite_count(grads):
+            return NONFINITE, total
+        sgd_update(params, grads, grads[:0], lr, 0.0, weight_decay, False)
+        return OK, total
+    T = ws.dtype.type
+    lr_, wd = T(lr), T(weight_decay)
+    decay = T(1) - lr_ * wd
+    acc = ws[plan[ACC_AT]:].view(np.float64)
+    for l in range(plan[N_LAYERS]):
+        A_prev = X if l == 0 else _A(ws, plan, l - 1)
+        delta, W, b = _delta(ws, plan, l), _W(params, plan, l), _b(params, plan, l)
+        n = b.size
+        for j in range(n):                   # db in float64, rounded as the stored gradient would be
+            acc[j] = 0.0
+        for m in range(delta.shape[0]):
+            d = delta[m]
+            for j in range(n):
+                acc[j] += d[j]
+        for j in range(n):
+            b[j] -= lr_ * (T(acc[j]) + wd * b[j])
+        if not matmul_tn_into(-lr_, A_prev, delta, decay, W, plan[BLAS]):
+            g = _W(grads, plan, l)           # a product below the BLAS threshold: loops, then the update
+            matmul_tn(A_prev, delta, g, plan[BLAS])
+            w, gf = W.ravel(), g.ravel()
+            for i in range(w.size):
+                w[i] -= lr_ * (gf[i] + wd * w[i])
+    return OK, total
 
 
 @njit(**JIT)
@@ -304,6 +393,8 @@ def step(mode, opt, X, y, labels, params, grads, ws, plan, s1, s2, step_count, l
         return BAD_X, math.nan
     if nonfinite_count(y):
         return BAD_Y, math.nan
+    if mode == MODE_TRAIN and opt == OPT_SGD and h1 == 0 and not plan[FLAT]:
+        return _sgd_pass(X, y, labels, params, grads, ws, plan, lr, h2)
     if plan[FLAT]:
         total = _flat_pass(mode, X, y, labels, params, grads, ws, plan)
     else:

@@ -24,7 +24,7 @@ from numba import njit
 
 from .. import activations as act
 from .. import losses
-from .numba_blas import gemm
+from .numba_blas import gemm, gemm_into
 from .numba_math import fast_exp, fast_sigmoid, fast_tanh
 
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}    # no 'nnan'/'ninf': NaN checks must work
@@ -251,6 +251,14 @@ def matmul_tn(A, B, C, blas):
 
 
 @njit(**JIT)
+def matmul_tn_into(alpha, A, B, beta, C, blas):
+    """C = alpha * A[K,M].T @ B[K,N] + beta * C through BLAS, when matmul_tn would use BLAS
+    for this product and BLAS takes the operands. -> False (C untouched) otherwise."""
+    M, N = C.shape
+    return use_blas(M * N * A.shape[0], N) and gemm_into(blas, True, False, alpha, A, B, beta, C)
+
+
+@njit(**JIT)
 def matmul_nt(A, B, C, tmp, blas):
     """C[M,N] = A[M,K] @ B[N,K].T; tmp: scratch of at least N*K elements."""
     M, N = C.shape
@@ -273,12 +281,19 @@ def matmul_nt(A, B, C, tmp, blas):
 
 @njit(**JIT)
 def linear_forward_into(X, W, b, code, Z, A, blas):
-    matmul_nn(X, W, Z, blas)
     M, N = Z.shape
+    # Large products: Z filled with b, then Z = X @ W + Z in the GEMM (beta 1), which spares
+    # both BLAS's zeroing pass over Z (beta 0) and a separate bias pass.
     for m in range(M):
         z = Z[m]
         for j in range(N):
-            z[j] += b[j]
+            z[j] = b[j]
+    if not (use_blas(M * N * X.shape[1], N) and gemm_into(blas, False, False, 1.0, X, W, 1.0, Z)):
+        matmul_nn(X, W, Z, blas)
+        for m in range(M):
+            z = Z[m]
+            for j in range(N):
+                z[j] += b[j]
     activate(Z.ravel(), A.ravel(), code)
 
 
