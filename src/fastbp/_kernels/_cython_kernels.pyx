@@ -332,7 +332,7 @@ cdef double loss_and_gradient(const real* out, const real* Y, const Py_ssize_t* 
                     for j in range(jb, je):
                         diff = o[j] - yr[j]
                         acc[j - jb] += <double>diff * diff
-                        g[j] = (2 * diff) / scale
+                        g[j] = (<real>2 * diff) / scale      # in real: 2 * diff overflows as the reference's does
                 else:   # BCE on logits
                     for j in range(jb, je):
                         x = o[j]
@@ -505,14 +505,14 @@ cdef double abs_sum(const real* a, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     return total
 
 
-cdef bint products_bounded(const real* X, real* WS, const Py_ssize_t* plan, int L, Py_ssize_t m) noexcept nogil:
+cdef bint products_bounded(double x_abs, real* WS, const Py_ssize_t* plan, int L, Py_ssize_t m) noexcept nogil:
     """Every weight-gradient product A_prev.T @ delta, and each partial sum of it, is finite:
     |sum_i a_ik d_ij| <= sum|A_prev| * sum|delta| stays under half the dtype's largest value
-    (NaN or inf anywhere fails the test too)."""
+    (NaN or inf anywhere fails the test too). x_abs: abs_sum of X."""
     cdef const Py_ssize_t* q
     cdef int l
     cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 2
-    cdef double a_abs = abs_sum(X, m, plan[0])
+    cdef double a_abs = x_abs
     for l in range(L):
         q = plan + l * N_PLAN
         if not a_abs * abs_sum(WS + q[7], m, q[1]) <= limit:
@@ -522,8 +522,8 @@ cdef bint products_bounded(const real* X, real* WS, const Py_ssize_t* plan, int 
     return True
 
 
-cdef bint sgd_in_gemm(real* P, real* G, const real* X, real* WS, const Py_ssize_t* plan, int L,
-                      Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay) noexcept nogil:
+cdef bint sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
+                      int L, Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay) noexcept nogil:
     """Plain SGD (momentum 0) after a DELTAS pass: W = (1 - lr*wd) W - lr A_prev.T @ delta as
     one GEMM per layer (alpha, beta), b -= lr (db + wd b) from the bias gradients in G. The
     weight gradient is never written, scanned or re-read: on wide-1024 the stored-gradient
@@ -537,7 +537,7 @@ cdef bint sgd_in_gemm(real* P, real* G, const real* X, real* WS, const Py_ssize_
     cdef real lr_ = <real>lr, wd = <real>weight_decay
     cdef real* b
     cdef const real* db
-    if not products_bounded(X, WS, plan, L, m):
+    if not products_bounded(x_abs, WS, plan, L, m):
         for l in range(L):
             q = plan + l * N_PLAN
             A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
@@ -663,6 +663,7 @@ cdef object network_step_impl(real tag, int mode, object params, object grads, o
     cdef int L = plan_len // N_PLAN
     cdef Py_ssize_t m = dim(X, 0), n = dim(params, 0)
     cdef double value
+    cdef double x_abs = -1      # sum|X| once computed
     cdef bint finite = True
     cdef Py_ssize_t n_out
     if not FORWARD <= mode <= TRAIN:
@@ -687,14 +688,19 @@ cdef object network_step_impl(real tag, int mode, object params, object grads, o
             y_ptr = <const real*>array_data(y, typenum, 2, False, "y")
             check_matrix(dim(y, 0), dim(y, 1), m, n_out, "y")
     if check_inputs:       # the model boundary left the NaN/inf pass to this call (Ops.checks_finite)
-        if not finite_all(Xp, m * dim(X, 1)):
+        # sum|X|: the NaN/inf check (finite exactly when X is, for float32) and the first factor
+        # of sgd_in_gemm's bound in one pass; only an overflowing float64 sum rescans
+        x_abs = abs_sum(Xp, m, dim(X, 1))
+        if not isfinite(x_abs) and not finite_all(Xp, m * dim(X, 1)):
             raise ValueError("X contains NaN or inf")
         if y_ptr != NULL and not finite_all(y_ptr, m * n_out):
             raise ValueError("y contains NaN or inf")
     with nogil:
         if mode == TRAIN and optimizer == OPT_SGD and h1 == 0:
             value = network_pass(DELTAS, P, G, Xp, y_ptr, label_ptr, WS, PL, L, m, loss, reduction)
-            finite = isfinite(value) and sgd_in_gemm(P, G, Xp, WS, PL, L, m, n, lr, h2)
+            if x_abs < 0:
+                x_abs = abs_sum(Xp, m, PL[0])
+            finite = isfinite(value) and sgd_in_gemm(P, G, Xp, x_abs, WS, PL, L, m, n, lr, h2)
         else:
             value = network_pass(GRADIENT if mode == TRAIN else mode, P, G, Xp, y_ptr, label_ptr, WS, PL, L,
                                  m, loss, reduction)

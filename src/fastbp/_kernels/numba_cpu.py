@@ -11,7 +11,8 @@ numba_fused.plan), so a step's Python is a few look-ups and one call of 17 argum
 tiny networks (every layer <= numba_fused.FLAT_MAX_MACS) run a view-free pass. X and y
 are checked for NaN/inf inside the compiled call (the model boundary passes them
 unchecked, see `checks_finite`), and a bad input or a non-finite loss/gradient is
-reported before anything is written.
+reported before anything is written. Plain SGD (momentum 0) updates each W inside its
+weight-gradient GEMM (numba_fused._sgd_pass), so that step leaves no gradient behind.
 
 Threads: no prange loop; the only parallelism is BLAS's (NumPy's own OpenBLAS, called
 through numba_blas.gemm, limited by fastbp.set_num_threads; np.dot in njit, i.e. SciPy's

@@ -313,12 +313,12 @@ def _abs_sum(a):
 
 
 @njit(**JIT)
-def _products_bounded(X, ws, plan):
+def _products_bounded(x_abs, ws, plan):
     """Every weight-gradient product A_prev.T @ delta, and each of its partial sums, is
     finite: |sum_m a_mi d_mj| <= sum|A_prev| * sum|delta|, below half the dtype's largest
-    value (NaN or inf anywhere fails the test too)."""
+    value (NaN or inf anywhere fails the test too). x_abs: _abs_sum(X)."""
     limit = np.finfo(ws.dtype).max / 2
-    a_abs = _abs_sum(X)
+    a_abs = x_abs
     for l in range(plan[N_LAYERS]):
         if not a_abs * _abs_sum(_delta(ws, plan, l)) <= limit:
             return False
@@ -328,7 +328,7 @@ def _products_bounded(X, ws, plan):
 
 
 @njit(**JIT)
-def _sgd_pass(X, y, labels, params, grads, ws, plan, lr, weight_decay):
+def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     """A whole MODE_TRAIN step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
     (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
@@ -342,7 +342,7 @@ def _sgd_pass(X, y, labels, params, grads, ws, plan, lr, weight_decay):
     total = _deltas(MODE_GRAD, X, y, labels, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
-    if not _products_bounded(X, ws, plan):
+    if not _products_bounded(x_abs, ws, plan):
         _weight_gradients(X, grads, ws, plan)
         if nonfinite_count(grads):
             return NONFINITE, total
@@ -389,12 +389,15 @@ def step(mode, opt, X, y, labels, params, grads, ws, plan, s1, s2, step_count, l
             or (labels.size != batch if plan[LOSS] == CROSS_ENTROPY
                 else y.shape[0] != batch or y.shape[1] != n_last)):
         return BAD_PLAN, math.nan
-    if nonfinite_count(X):
+    # sum|X| is the NaN/inf check (finite exactly when X is, for float32) and the first
+    # factor of _sgd_pass's bound, in one pass; only an overflowing float64 sum rescans
+    x_abs = _abs_sum(X)
+    if not math.isfinite(x_abs) and nonfinite_count(X):
         return BAD_X, math.nan
     if nonfinite_count(y):
         return BAD_Y, math.nan
     if mode == MODE_TRAIN and opt == OPT_SGD and h1 == 0 and not plan[FLAT]:
-        return _sgd_pass(X, y, labels, params, grads, ws, plan, lr, h2)
+        return _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, h2)
     if plan[FLAT]:
         total = _flat_pass(mode, X, y, labels, params, grads, ws, plan)
     else:
