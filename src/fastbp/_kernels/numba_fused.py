@@ -264,22 +264,25 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _deltas(mode, X, y, labels, params, ws, plan):
-    """Forward and loss; for mode >= MODE_GRAD every layer's delta (dLoss/dZ[l]) into
-    _delta(ws, plan, l), all computed before any weight changes. -> the loss."""
-    L = plan[N_LAYERS]
+def _forward_loss(X, y, labels, params, ws, plan):
+    """Forward, the loss, and dLoss/dOut into the output layer's delta. -> the loss."""
     out = _forward(X, params, ws, plan)
-    delta = _delta(ws, plan, L - 1)
-    total = loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
-    if mode == MODE_LOSS:
-        return total
-    flat = delta.ravel()
-    times_derivative(flat, _Z(ws, plan, L - 1).ravel(), out.ravel(), plan[HEADER + (L - 1) * FIELDS + ACT], flat)
+    delta = _delta(ws, plan, plan[N_LAYERS] - 1)
+    return loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
+
+
+@njit(**JIT)
+def _deltas(X, params, ws, plan):
+    """After _forward_loss: every layer's delta (dLoss/dZ[l]) into _delta(ws, plan, l), all
+    computed before any weight changes."""
+    L = plan[N_LAYERS]
+    flat = _delta(ws, plan, L - 1).ravel()
+    times_derivative(flat, _Z(ws, plan, L - 1).ravel(), _A(ws, plan, L - 1).ravel(),
+                     plan[HEADER + (L - 1) * FIELDS + ACT], flat)
     tmp = ws[plan[TMP_AT]:plan[ACC_AT]]
     for l in range(L - 1, 0, -1):
         delta_propagate_into(_delta(ws, plan, l), _W(params, plan, l), _Z(ws, plan, l - 1), _A(ws, plan, l - 1),
                              plan[HEADER + (l - 1) * FIELDS + ACT], _delta(ws, plan, l - 1), tmp, plan[BLAS])
-    return total
 
 
 @njit(**JIT)
@@ -295,8 +298,9 @@ def _weight_gradients(X, grads, ws, plan):
 def _view_pass(mode, X, y, labels, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
     numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
-    total = _deltas(mode, X, y, labels, params, ws, plan)
+    total = _forward_loss(X, y, labels, params, ws, plan)
     if mode != MODE_LOSS:
+        _deltas(X, params, ws, plan)
         _weight_gradients(X, grads, ws, plan)
     return total
 
@@ -339,9 +343,10 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     over the activations and deltas, far smaller than the weights); when that bound cannot
     be shown, the step takes the checked path: gradients stored in grads, scanned, applied.
     -> (status, loss); grads is left as scratch."""
-    total = _deltas(MODE_GRAD, X, y, labels, params, ws, plan)
+    total = _forward_loss(X, y, labels, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
+    _deltas(X, params, ws, plan)
     if not _products_bounded(x_abs, ws, plan):
         _weight_gradients(X, grads, ws, plan)
         if nonfinite_count(grads):
