@@ -1,4 +1,4 @@
-"""What is particular to the Numba backend: the float32 approximations' error bound, the
+"""What is particular to the Numba backend: float64 activations are libm, the
 one-call training step against the composed NumPy reference, the non-finite path, the
 per-batch-size workspaces, thread limits, and compile-on-first-use.
 
@@ -17,36 +17,10 @@ import fastbp as fb
 pytestmark = pytest.mark.skipif("numba" not in fb.available_backends(), reason="numba backend not usable")
 
 F32 = np.float32
-TINY = np.finfo(F32).tiny
 
 
-# ---------------------------------------------------------------- float32 approximations
-
-def sweep():
-    """Dense float32 points over the whole useful range, the extremes and special values."""
-    parts = [np.linspace(-120, 120, 1_000_001), np.geomspace(1e-38, 120, 100_001),
-             -np.geomspace(1e-38, 120, 100_001),
-             [0.0, -0.0, 0.3, -0.3, np.nextafter(0.3, 0), 88.72, 89.0, -87.3, -103.9, -104.0,
-              1e30, -1e30, np.finfo(F32).max, -np.finfo(F32).max, TINY, -TINY, 1e-45]]
-    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]).astype(F32)
-
-
-def exp_through_kernel_flags(x):
-    """fast_exp isn't used by a kernel yet; evaluate it under the kernels' own flags."""
-    from numba import njit
-
-    from fastbp._kernels.numba_kernels import FASTMATH
-    from fastbp._kernels.numba_math import fast_exp
-
-    @njit(fastmath=FASTMATH, error_model="numpy")
-    def run(a, out):
-        for i in range(a.size):
-            out[i] = fast_exp(a[i])
-
-    out = np.empty_like(x)
-    run(x, out)
-    return out
-
+# ---------------------------------------------------------------- activations
+# (the float32 approximations' error bound: tests/test_activations32.py)
 
 def activate(x, code):
     from fastbp._kernels import numba_kernels as K
@@ -57,32 +31,6 @@ def activate(x, code):
 
 def sigmoid64(z):
     return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
-
-
-@pytest.mark.parametrize("name", ["tanh", "sigmoid", "exp"])
-def test_float32_approximation_error_bound(name):
-    """Relative error <= 1e-6 against float64 wherever the float64 result is a normal
-    float32; within 1e-6 * tiny below that; NaN -> NaN; +-inf -> the limits."""
-    from fastbp import activations as act
-    x = sweep()
-    with np.errstate(over="ignore"):
-        got = {"tanh": lambda: activate(x, act.TANH), "sigmoid": lambda: activate(x, act.SIGMOID),
-               "exp": lambda: exp_through_kernel_flags(x)}[name]()
-        ref = {"tanh": np.tanh, "sigmoid": sigmoid64, "exp": np.exp}[name](x.astype(np.float64))
-    assert got.dtype == F32
-    normal = (np.abs(ref) >= TINY) & (np.abs(ref) <= np.finfo(F32).max)
-    rel = np.abs(got[normal].astype(np.float64) - ref[normal]) / np.abs(ref[normal])
-    assert rel.max() <= 1e-6, f"{name}: max relative error {rel.max():.3g} at x={x[normal][rel.argmax()]}"
-    small = np.abs(ref) < TINY
-    assert np.all(np.abs(got[small].astype(np.float64) - ref[small]) <= 1e-6 * TINY + 1e-45)
-    if name == "exp":
-        assert np.all(np.isinf(got[ref > np.finfo(F32).max]))
-    special = np.array([np.nan, np.inf, -np.inf], F32)
-    with np.errstate(over="ignore"):
-        out = {"tanh": lambda: activate(special, act.TANH), "sigmoid": lambda: activate(special, act.SIGMOID),
-               "exp": lambda: exp_through_kernel_flags(special)}[name]()
-    assert np.isnan(out[0])
-    np.testing.assert_array_equal(out[1:], {"tanh": [1, -1], "sigmoid": [1, 0], "exp": [np.inf, 0]}[name])
 
 
 def test_float64_activations_are_libm():
