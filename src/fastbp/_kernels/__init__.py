@@ -58,17 +58,20 @@ def resolve(name, arch=None):
 AUTO_PREFERENCE = ("cython", "numba", "numpy")
 
 # The rule, from measurements of one float32 SGD train_step per shape, numba time over
-# cython time (> 1: Cython faster), one thread, idle 2-core AMD EPYC, 2026-11-23, after the
-# Numba GEMMs moved onto NumPy's OpenBLAS (the same BLAS as Cython's):
-#     relu nets: 64-64-64-1 b32 1.13, 128-128-10 b16 1.09, 784-128-64-10 b64 1.01,
-#         512-512-512-10 b64 1.01, and from `fastbp bench`: 784-256-256-10 b256 1.01,
-#         1024x4 b256 0.99-0.96 (within 5% either way)
-#     tanh / sigmoid nets: 784-128-64-10 b64 0.94 (bench: 0.91 at 1 thread, 0.87 at 2),
-#         32-32-32-1 b256 0.32, 64-64-64-1 b32 0.50, 784-256-256-10 b256 tanh 0.64
-#     2-2-2 b1 sigmoid: 1.4 (per-call overhead; Cython's is lower)
-# Numba wins wherever a transcendental activation is computed: its vectorized float32
-# approximations against Cython's libm calls. Elsewhere the two run the same BLAS and
-# Cython's lower call overhead and zero JIT latency decide.
+# cython time (> 1: Cython faster), one thread, idle 2-core AMD EPYC, 2026-11-23, after both
+# backends took plain SGD into the weight-gradient GEMM and Cython's float32 sigmoid/tanh
+# became vectorized (`OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python
+# bench/cython_auto_rule.py 11`, and with SMALL=1):
+#     relu nets: 64-64-64-1 b32 1.11, 128-128-10 b16 1.12, 784-128-64-10 b64 1.03,
+#         256-256-256-10 b32 1.02, 512-512-512-10 b64 1.00, 784-256-256-10 b256 1.00,
+#         1024x4 b256 0.99 (within 1% either way from mnist size up)
+#     tanh / sigmoid nets: 784-128-64-10 b64 sigmoid 0.82-0.84, 64-64-64-1 b32 0.53,
+#         32-32-32-1 b256 0.39
+#     2-2-2 b1 sigmoid: 1.44 (per-call overhead; Cython's is lower)
+# Numba wins wherever a transcendental activation is computed: its float32-lane
+# approximations (8 AVX2 lanes) against Cython's libm-accurate double forms (2 SSE2 lanes).
+# Elsewhere the two run the same BLAS and Cython's lower call overhead and zero JIT latency
+# decide.
 TINY_NETWORK_PARAMS = 1000          # below this, per-call overhead decides: Cython's is lower
 
 
