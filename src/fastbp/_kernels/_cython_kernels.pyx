@@ -481,11 +481,20 @@ cdef double network_pass(int mode, real* P, real* G, const real* X, const real* 
         q = q - N_PLAN
         backward_epilogue(WS + q[7], WS + q[5], WS + q[6], G + q[4], m, n_in, <int>q[2])
     if mode == GRADIENT:
-        for l in range(L):
-            q = plan + l * N_PLAN
-            A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
-            gemm(c'T', c'N', q[0], q[1], m, 1, A_prev, q[0], WS + q[7], q[1], 0, G + q[3], q[1])
+        weight_gradients(G, X, WS, plan, L, m)
     return value
+
+
+cdef void weight_gradients(real* G, const real* X, const real* WS, const Py_ssize_t* plan, int L,
+                           Py_ssize_t m) noexcept nogil:
+    """dW[l] = A_prev.T @ delta[l] into G, every layer (after a DELTAS pass)."""
+    cdef const Py_ssize_t* q
+    cdef const real* A_prev
+    cdef int l
+    for l in range(L):
+        q = plan + l * N_PLAN
+        A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
+        gemm(c'T', c'N', q[0], q[1], m, 1, A_prev, q[0], WS + q[7], q[1], 0, G + q[3], q[1])
 
 
 cdef double abs_sum(const real* a, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
@@ -541,15 +550,9 @@ cdef bint sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, c
     cdef const Py_ssize_t* q
     cdef const real* A_prev
     cdef int l
-    cdef Py_ssize_t j
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    cdef real* b
-    cdef const real* db
     if not products_bounded(x_abs, WS, plan, L, m):
-        for l in range(L):
-            q = plan + l * N_PLAN
-            A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
-            gemm(c'T', c'N', q[0], q[1], m, 1, A_prev, q[0], WS + q[7], q[1], 0, G + q[3], q[1])
+        weight_gradients(G, X, WS, plan, L, m)
         if not finite_all(G, n):
             return False
         sgd_flat(P, G, G, n, lr, 0.0, weight_decay, False)
@@ -557,10 +560,7 @@ cdef bint sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, c
     for l in range(L):
         q = plan + l * N_PLAN
         A_prev = X if l == 0 else WS + (q - N_PLAN)[6]
-        b = P + q[4]
-        db = G + q[4]
-        for j in range(q[1]):
-            b[j] -= lr_ * (db[j] + wd * b[j])
+        sgd_range(P + q[4], G + q[4], G, 0, q[1], lr_, 0, wd, False)     # the bias, from db in G
         gemm(c'T', c'N', q[0], q[1], m, -lr_, A_prev, q[0], WS + q[7], q[1], 1 - lr_ * wd, P + q[3], q[1])
     return True
 

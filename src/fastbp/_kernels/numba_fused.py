@@ -10,11 +10,11 @@ compiled call needs besides the arrays is in it, so a step passes few arguments 
 dispatch costs ~30-60 ns per argument: a third of a 2-2-2 step when there were 22).
 
 Workspace `ws` (one flat array of the network's dtype per batch size): for each layer
-Z[l], A[l] and delta[l] (batch, n_l); then two delta buffers (batch, max n_l) the view-free
-pass uses in turn; then scratch for a transposed weight matrix (max n_in * n_out); then a
-float64 accumulator (max n_l) for the bias gradient, so a step allocates nothing.
+Z[l], A[l] and delta[l] (batch, n_l); then scratch for a transposed weight matrix (max
+n_in * n_out); then a float64 accumulator (max n_l) for the bias gradient, so a step
+allocates nothing.
 
-Backward (view pass) computes every layer's delta first, with the weights as they were,
+Backward (the view pass) computes every layer's delta first, with the weights as they were,
 and the weight gradients after: that order is what lets a plain-SGD step update W by the
 weight-gradient product itself (_sgd_pass).
 
@@ -39,7 +39,7 @@ OPT_NONE, OPT_SGD, OPT_ADAM = 0, 1, 2
 
 # plan header, then per layer FIELDS entries
 # (BLAS: the address of the cblas gemm for the network's dtype, numba_blas.gemm_address; 0: np.dot)
-LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, D0_AT, D1_AT, TMP_AT, ACC_AT, FLAT, BLAS, HEADER = range(13)
+LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, TMP_AT, ACC_AT, FLAT, BLAS, HEADER = range(11)
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
 # n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
@@ -58,12 +58,12 @@ def plan(arch, batch):
         rows += [n_in, n_out, code, w_at, b_at, at, at + batch * n_out, at + 2 * batch * n_out]
         at += 3 * batch * n_out
     widest = max(arch.sizes[1:])
-    d0_at, d1_at, tmp_at = at, at + batch * widest, at + 2 * batch * widest
+    tmp_at = at
     acc_at = tmp_at + max(a * b for a, b in arch.shapes)
     acc_at += acc_at % 2                    # 8-byte aligned float64 in a float32 workspace
     size = acc_at + widest * (8 // arch.dtype.itemsize)
     flat = all(batch * a * b <= FLAT_MAX_MACS for a, b in arch.shapes)
-    header = [arch.loss, arch.reduction, arch.n_layers, batch, param_at, size, d0_at, d1_at, tmp_at, acc_at,
+    header = [arch.loss, arch.reduction, arch.n_layers, batch, param_at, size, tmp_at, acc_at,
               int(flat), gemm_address(arch.dtype)]
     return np.array(header + rows, dtype=np.int64), size
 
@@ -134,8 +134,14 @@ def forward(X, params, ws, plan):
 
 @njit(**JIT)
 def _weight_gradient(A_prev, delta, dW, db, acc, blas):
-    """dW = A_prev.T @ delta; db = delta summed over the batch, in float64 (acc: scratch)."""
+    """dW = A_prev.T @ delta; db = delta summed over the batch (_bias_gradient)."""
     matmul_tn(A_prev, delta, dW, blas)
+    _bias_gradient(delta, db, acc)
+
+
+@njit(**JIT)
+def _bias_gradient(delta, db, acc):
+    """db = delta summed over the batch, in float64 (acc: scratch)."""
     n = db.size
     for j in range(n):
         acc[j] = 0.0
@@ -220,7 +226,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
                 ws[am + j] = _activate(v, code, zero)
     r = HEADER + (L - 1) * FIELDS
     n_last, z_last, a_last = plan[r + N_OUT], plan[r + Z_AT], plan[r + A_AT]
-    cur, other = plan[D0_AT], plan[D1_AT]
+    cur = plan[r + D_AT]
     size = batch * n_last
     total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels,
                                       plan[LOSS], plan[REDUCTION], ws[cur:cur + size].reshape(batch, n_last))
@@ -233,6 +239,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
         r = HEADER + l * FIELDS
         n_in, n_out, w, b = plan[r + N_IN], plan[r + N_OUT], plan[r + W_AT], plan[r + B_AT]
         prev = plan[r - FIELDS + A_AT] if l > 0 else 0
+        cur = plan[r + D_AT]
         for i in range(n_in * n_out):               # dW = A_prev.T @ delta, summed over the batch in order
             grads[w + i] = zero
         for m in range(batch):
@@ -249,7 +256,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
             grads[b + j] = acc
         if l > 0:                                   # delta[l-1] = (delta @ W.T) * f'(Z[l-1])
             rp = r - FIELDS
-            z_prev, code = plan[rp + Z_AT], plan[rp + ACT]
+            z_prev, code, d_prev = plan[rp + Z_AT], plan[rp + ACT], plan[rp + D_AT]
             for m in range(batch):
                 dm = cur + m * n_out
                 for k in range(n_in):
@@ -258,8 +265,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
                     for j in range(n_out):
                         s += ws[dm + j] * params[wk + j]
                     i = m * n_in + k
-                    ws[other + i] = _times_derivative(s, ws[z_prev + i], ws[prev + i], code, zero, one, slope)
-            cur, other = other, cur
+                    ws[d_prev + i] = _times_derivative(s, ws[z_prev + i], ws[prev + i], code, zero, one, slope)
     return total
 
 
@@ -354,27 +360,18 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
         sgd_update(params, grads, grads[:0], lr, 0.0, weight_decay, False)
         return OK, total
     T = ws.dtype.type
-    lr_, wd = T(lr), T(weight_decay)
-    decay = T(1) - lr_ * wd
+    lr_ = T(lr)
+    decay = T(1) - lr_ * T(weight_decay)
     acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
         A_prev = X if l == 0 else _A(ws, plan, l - 1)
-        delta, W, b = _delta(ws, plan, l), _W(params, plan, l), _b(params, plan, l)
-        n = b.size
-        for j in range(n):                   # db in float64, rounded as the stored gradient would be
-            acc[j] = 0.0
-        for m in range(delta.shape[0]):
-            d = delta[m]
-            for j in range(n):
-                acc[j] += d[j]
-        for j in range(n):
-            b[j] -= lr_ * (T(acc[j]) + wd * b[j])
-        if not matmul_tn_into(-lr_, A_prev, delta, decay, W, plan[BLAS]):
+        delta, db = _delta(ws, plan, l), _b(grads, plan, l)
+        _bias_gradient(delta, db, acc)
+        sgd_update(_b(params, plan, l), db, db[:0], lr, 0.0, weight_decay, False)
+        if not matmul_tn_into(-lr_, A_prev, delta, decay, _W(params, plan, l), plan[BLAS]):
             g = _W(grads, plan, l)           # a product below the BLAS threshold: loops, then the update
             matmul_tn(A_prev, delta, g, plan[BLAS])
-            w, gf = W.ravel(), g.ravel()
-            for i in range(w.size):
-                w[i] -= lr_ * (gf[i] + wd * w[i])
+            sgd_update(_W(params, plan, l).ravel(), g.ravel(), db[:0], lr, 0.0, weight_decay, False)
     return OK, total
 
 

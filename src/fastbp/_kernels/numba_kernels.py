@@ -282,18 +282,21 @@ def matmul_nt(A, B, C, tmp, blas):
 @njit(**JIT)
 def linear_forward_into(X, W, b, code, Z, A, blas):
     M, N = Z.shape
-    # Large products: Z filled with b, then Z = X @ W + Z in the GEMM (beta 1), which spares
-    # both BLAS's zeroing pass over Z (beta 0) and a separate bias pass.
-    for m in range(M):
-        z = Z[m]
-        for j in range(N):
-            z[j] = b[j]
-    if not (use_blas(M * N * X.shape[1], N) and gemm_into(blas, False, False, 1.0, X, W, 1.0, Z)):
-        matmul_nn(X, W, Z, blas)
+    if use_blas(M * N * X.shape[1], N):
+        # Z filled with b, then Z = X @ W + Z in the GEMM (beta 1): no BLAS zeroing pass over
+        # Z (beta 0) and no separate bias pass
         for m in range(M):
             z = Z[m]
             for j in range(N):
-                z[j] += b[j]
+                z[j] = b[j]
+        if gemm_into(blas, False, False, 1.0, X, W, 1.0, Z):
+            activate(Z.ravel(), A.ravel(), code)
+            return
+    matmul_nn(X, W, Z, blas)
+    for m in range(M):
+        z = Z[m]
+        for j in range(N):
+            z[j] += b[j]
     activate(Z.ravel(), A.ravel(), code)
 
 
