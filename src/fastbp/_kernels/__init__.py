@@ -59,8 +59,9 @@ AUTO_PREFERENCE = ("cython", "numba", "numpy")
 
 # The rule, from measurements of one float32 SGD train_step per shape, numba time over
 # cython time (> 1: Cython faster), one thread, idle 2-core AMD EPYC, 2026-11-23, after both
-# backends took plain SGD into the weight-gradient GEMM and Cython's float32 sigmoid/tanh
-# became vectorized (`OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python
+# backends took plain SGD into the weight-gradient GEMM and Cython's float32 tanh became
+# vectorized (sigmoid measured with a vectorized form since dropped for libm's, which was as
+# fast or faster; `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python
 # bench/cython_auto_rule.py 11`, and with SMALL=1):
 #     relu nets: 64-64-64-1 b32 1.11, 128-128-10 b16 1.12, 784-128-64-10 b64 1.03,
 #         256-256-256-10 b32 1.02, 512-512-512-10 b64 1.00, 784-256-256-10 b256 1.00,
@@ -69,7 +70,8 @@ AUTO_PREFERENCE = ("cython", "numba", "numpy")
 #         32-32-32-1 b256 0.39
 #     2-2-2 b1 sigmoid: 1.44 (per-call overhead; Cython's is lower)
 # Numba wins wherever a transcendental activation is computed: its float32-lane
-# approximations (8 AVX2 lanes) against Cython's libm-accurate double forms (2 SSE2 lanes).
+# approximations (8 AVX2 lanes) against Cython's libm-accurate forms (libm's expf for
+# sigmoid, a double form on 2 SSE2 lanes for tanh).
 # Elsewhere the two run the same BLAS and Cython's lower call overhead and zero JIT latency
 # decide.
 TINY_NETWORK_PARAMS = 1000          # below this, per-call overhead decides: Cython's is lower

@@ -2,7 +2,7 @@
 """The Cython CPU kernels: BLAS GEMMs with the elementwise work fused around them.
 
     forward     Z = b (rows), Z = A_prev @ W + Z  (GEMM, beta 1)   then one pass: A = f(Z)
-                (float32 sigmoid/tanh: _cy_math32's vectorized, libm-accurate forms)
+                (float32 tanh: _cy_math32's vectorized, libm-accurate form)
     output      one pass: loss and dLoss/dOut;   then the same f'/db pass
     backward    D[l-1] = D[l] @ W.T     (GEMM)   then one pass: D *= f'(Z), db = D.sum(0)
                 (every layer's delta first, with the weights as they were), then
@@ -26,7 +26,7 @@ from fastbp._kernels._cy_activations cimport (
     real, activate, derivative, derivative_from_output, sigmoid, r_exp, r_log1p, r_abs,
     IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU, N_ACTIVATIONS, LEAKY_SLOPE)
 from fastbp._kernels._cy_blas cimport sgemm_rm, dgemm_rm
-from fastbp._kernels._cy_math32 cimport sigmoid32, tanh32
+from fastbp._kernels._cy_math32 cimport tanh32
 
 cnp.import_array()
 
@@ -178,10 +178,7 @@ cdef void activation_cols(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n,
             for j in range(j0, j1):
                 z = zr[j]
                 ar[j] = z if z > 0 else slope * z
-        elif real is float and code == SIGMOID:     # float32: vectorized, libm-accurate (_cy_math32)
-            for j in range(j0, j1):
-                ar[j] = sigmoid32(zr[j])
-        elif real is float and code == TANH:
+        elif real is float and code == TANH:        # float32: vectorized, libm-accurate (_cy_math32)
             for j in range(j0, j1):
                 ar[j] = tanh32(zr[j])
         else:
