@@ -60,9 +60,8 @@ def profile(w, rounds, peers):
     fns = {
         "net.train_step": timer(lambda: net.train_step(X, y, opt), n),
         "ops.train_step": timer(lambda: ops.train_step(state, X, y, opt), n),
-        "compiled call": timer(lambda: fused.step(fused.MODE_TRAIN, fused.OPT_SGD, X, y, labels, state.params.flat,
-                                                  state.grads.flat, prep.ws, prep.plan, vel, vel, 0,
-                                                  1e-4, 0.0, 0.0, 0.0, 0.0), n),
+        "compiled call": timer(lambda: prep.sgd(X, y, labels, state.params.flat, state.grads.flat, prep.ws,
+                                                prep.plan, vel, 1e-4, 0.0, 0.0, False), n),
         "boundary checks": timer(lambda: (net.check_optimizer(opt),
                                           validation.ready_pair(X, y, net.dtype, w.sizes[0], w.sizes[-1])), n),
     }

@@ -7,8 +7,10 @@ on disk (cache=True); importing this module compiles nothing.
 
 The network-level methods run ONE compiled call each. Workspaces are allocated once per
 batch size and kept in `state.scratch` with the pass's plan (a `Prepared`, see
-numba_fused.plan), so a step's Python is a few look-ups and one call of 17 arguments;
-tiny networks (every layer <= numba_fused.FLAT_MAX_MACS) run a view-free pass. X and y
+numba_fused.plan) and the plan's compiled entry points, so a step's Python is a few
+look-ups and one call of 12 arguments (15 for Adam); tiny networks (every layer <=
+numba_fused.FLAT_MAX_MACS) run a view-free pass. The entry points are one per purpose
+(loss, SGD step, Adam step) and pass kind, so a first call compiles only what it runs. X and y
 are checked for NaN/inf inside the compiled call (the model boundary passes them
 unchecked, see `checks_finite`), and a bad input or a non-finite loss/gradient is
 reported before anything is written. Plain SGD (momentum 0) updates each W inside its
@@ -42,8 +44,6 @@ _CE = losses.CROSS_ENTROPY
 _NO_LABELS = np.zeros(0, dtype=np.intp)
 _NO_TARGETS = {np.dtype(np.float32): np.zeros((0, 0), np.float32),
                np.dtype(np.float64): np.zeros((0, 0), np.float64)}
-_NO_STATE = {np.dtype(np.float32): np.zeros(0, np.float32),
-             np.dtype(np.float64): np.zeros(0, np.float64)}
 
 
 # workspaces kept per network (one per batch size seen; the oldest is dropped beyond this)
@@ -110,9 +110,7 @@ class NumbaOps(Ops):
     def _pass(self, mode, state, X, y):
         prep = self.prepared(state, X.shape[0])
         targets, labels = (prep.no_targets, y) if prep.labels else (y, _NO_LABELS)
-        status, loss = fused.step(mode, fused.OPT_NONE, X, targets, labels, state.params.flat,
-                                  state.grads.flat, prep.ws, prep.plan, prep.no_state, prep.no_state,
-                                  0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        status, loss = prep.loss(mode, X, targets, labels, state.params.flat, state.grads.flat, prep.ws, prep.plan)
         if status != fused.NONFINITE:
             _raise_for(status)
         return loss
@@ -145,15 +143,13 @@ class NumbaOps(Ops):
         targets, labels = (prep.no_targets, y) if prep.labels else (y, _NO_LABELS)
         params, grads = state.params.flat, state.grads.flat
         if kind is SGD:
-            v = st["velocity"]
-            status, loss = fused.step(fused.MODE_TRAIN, fused.OPT_SGD, X, targets, labels, params, grads,
-                                      prep.ws, prep.plan, v, v, 0, optimizer.lr, optimizer.momentum,
-                                      optimizer.weight_decay, float(optimizer.nesterov), 0.0)
+            status, loss = prep.sgd(X, targets, labels, params, grads, prep.ws, prep.plan, st["velocity"],
+                                    optimizer.lr, optimizer.momentum, optimizer.weight_decay, optimizer.nesterov)
         else:
             beta1, beta2 = optimizer.betas
-            status, loss = fused.step(fused.MODE_TRAIN, fused.OPT_ADAM, X, targets, labels, params, grads,
-                                      prep.ws, prep.plan, st["m"], st["v"], optimizer.step_count + 1,
-                                      optimizer.lr, beta1, beta2, optimizer.eps, optimizer.weight_decay)
+            status, loss = prep.adam(X, targets, labels, params, grads, prep.ws, prep.plan, st["m"], st["v"],
+                                     optimizer.step_count + 1, optimizer.lr, beta1, beta2, optimizer.eps,
+                                     optimizer.weight_decay)
         if status:
             if status == fused.NONFINITE:
                 raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
@@ -168,15 +164,19 @@ class NumbaOps(Ops):
 
 class Prepared:
     """What a pass over batches of one size needs besides the data, the parameter/gradient
-    buffers and the optimizer: the workspace, its plan (numba_fused.plan), empty stand-ins."""
-    __slots__ = ("ws", "plan", "labels", "no_targets", "no_state")
+    buffers and the optimizer: the workspace, its plan (numba_fused.plan), empty stand-ins,
+    and the compiled entry points for the plan's pass kind (view-free for tiny networks)."""
+    __slots__ = ("ws", "plan", "labels", "no_targets", "loss", "sgd", "adam")
 
     def __init__(self, arch, batch):
         self.plan, size = fused.plan(arch, batch)
+        if self.plan[fused.FLAT]:
+            self.loss, self.sgd, self.adam = fused.flat_loss, fused.flat_sgd, fused.flat_adam
+        else:
+            self.loss, self.sgd, self.adam = fused.view_loss, fused.view_sgd, fused.view_adam
         self.ws = np.empty(size, dtype=arch.dtype)
         self.labels = arch.loss == _CE          # y is class labels (np.intp), not targets
         self.no_targets = _NO_TARGETS[arch.dtype]
-        self.no_state = _NO_STATE[arch.dtype]
 
 
 def _raise_for(status):

@@ -34,8 +34,7 @@ from .numba_kernels import (CROSS_ENTROPY, ELU, ELU_ALPHA, GELU, IDENTITY, JIT, 
 from .numba_math import fast_sigmoid, fast_tanh
 
 OK, BAD_X, BAD_Y, NONFINITE, BAD_PLAN = 0, 1, 2, 3, 4
-MODE_LOSS, MODE_GRAD, MODE_TRAIN = 1, 2, 3
-OPT_NONE, OPT_SGD, OPT_ADAM = 0, 1, 2
+MODE_LOSS, MODE_GRAD = 1, 2
 
 # plan header, then per layer FIELDS entries
 # (BLAS: the address of the cblas gemm for the network's dtype, numba_blas.gemm_address; 0: np.dot)
@@ -339,7 +338,7 @@ def _products_bounded(x_abs, ws, plan):
 
 @njit(**JIT)
 def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
-    """A whole MODE_TRAIN step for plain SGD (momentum 0) on the view pass. The weights are
+    """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
     (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
     re-read by an update pass: those were 10-15% of an mnist step. torch's SGD rule; the
@@ -376,18 +375,11 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
 
 
 @njit(**JIT)
-def step(mode, opt, X, y, labels, params, grads, ws, plan, s1, s2, step_count, lr, h1, h2, h3, h4):
-    """One compiled pass. mode MODE_LOSS: the loss only; MODE_GRAD: loss and gradients
-    (into grads); MODE_TRAIN: and then the optimizer update, skipped when the loss or a
-    gradient is not finite: opt OPT_SGD with velocity s1 and h1..h3 = momentum,
-    weight_decay, nesterov (0/1); OPT_ADAM with m s1, v s2 and h1..h4 = beta1, beta2, eps,
-    weight_decay. -> (status, loss)."""
-    L = plan[N_LAYERS]
-    batch = plan[BATCH]
+def _checked(X, y, labels, params, grads, ws, plan):
+    """The arrays fit the plan, X and y are finite. -> (status, sum|X|)."""
+    L, batch = plan[N_LAYERS], plan[BATCH]
     n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
-    n = params.size
-    bad_state = (opt == OPT_SGD and s1.size != n) or (opt == OPT_ADAM and (s1.size != n or s2.size != n))
-    if (not _fits(X, params, ws, plan) or grads.size != n or (mode == MODE_TRAIN and bad_state)
+    if (not _fits(X, params, ws, plan) or grads.size != params.size
             or (labels.size != batch if plan[LOSS] == CROSS_ENTROPY
                 else y.shape[0] != batch or y.shape[1] != n_last)):
         return BAD_PLAN, math.nan
@@ -398,19 +390,90 @@ def step(mode, opt, X, y, labels, params, grads, ws, plan, s1, s2, step_count, l
         return BAD_X, math.nan
     if nonfinite_count(y):
         return BAD_Y, math.nan
-    if mode == MODE_TRAIN and opt == OPT_SGD and h1 == 0 and not plan[FLAT]:
-        return _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, h2)
-    if plan[FLAT]:
-        total = _flat_pass(mode, X, y, labels, params, grads, ws, plan)
-    else:
-        total = _view_pass(mode, X, y, labels, params, grads, ws, plan)
-    if mode == MODE_LOSS:
-        return OK, total
-    if not math.isfinite(total) or nonfinite_count(grads):
-        return NONFINITE, total
-    if mode == MODE_TRAIN:
-        if opt == OPT_SGD:
-            sgd_update(params, grads, s1, lr, h1, h2, h3 != 0)
-        elif opt == OPT_ADAM:
-            adam_update(params, grads, s1, s2, step_count, lr, h1, h2, h3, h4)
-    return OK, total
+    return OK, x_abs
+
+
+@njit(**JIT)
+def _checked_state(X, y, labels, params, grads, ws, plan, s1, s2):
+    """_checked, and the optimizer's state buffers s1, s2 are as long as params."""
+    status, x_abs = _checked(X, y, labels, params, grads, ws, plan)
+    if status == OK and (s1.size != params.size or s2.size != params.size):
+        return BAD_PLAN, math.nan
+    return status, x_abs
+
+
+@njit(**JIT)
+def _finite(status, total, grads):
+    """After a gradient pass that ran when status was OK: NONFINITE if the loss or a gradient is."""
+    if status == OK and (not math.isfinite(total) or nonfinite_count(grads)):
+        return NONFINITE
+    return status
+
+
+@njit(**JIT)
+def _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov):
+    status = _finite(status, total, grads)
+    if status == OK:
+        sgd_update(params, grads, velocity, lr, momentum, weight_decay, nesterov)
+    return status, total
+
+
+@njit(**JIT)
+def _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+    status = _finite(status, total, grads)
+    if status == OK:
+        adam_update(params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
+    return status, total
+
+
+# The entry points: one per purpose and pass kind, chosen in Python once per plan
+# (numba_cpu.Prepared), so that a first call compiles only what it runs: one entry point
+# for everything took ~30 s to compile cold even for a 2-2-2 network, which now takes ~8 s
+# (bench/numba_compile_profile.py). Each returns (status, loss); nothing is written to
+# params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
+# only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
+# Adam steps: m and v, step_count this step's number (from 1).
+
+@njit(**JIT)
+def flat_loss(mode, X, y, labels, params, grads, ws, plan):
+    status, _ = _checked(X, y, labels, params, grads, ws, plan)
+    total = _flat_pass(mode, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+    return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
+
+
+@njit(**JIT)
+def view_loss(mode, X, y, labels, params, grads, ws, plan):
+    status, _ = _checked(X, y, labels, params, grads, ws, plan)
+    total = _view_pass(mode, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+    return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
+
+
+@njit(**JIT)
+def flat_sgd(X, y, labels, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
+    status, _ = _checked_state(X, y, labels, params, grads, ws, plan, velocity, velocity)
+    total = _flat_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+    return _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov)
+
+
+@njit(**JIT)
+def view_sgd(X, y, labels, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
+    """Plain SGD (momentum 0) updates W inside its GEMM (_sgd_pass)."""
+    status, x_abs = _checked_state(X, y, labels, params, grads, ws, plan, velocity, velocity)
+    if status == OK and momentum == 0:
+        return _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay)
+    total = _view_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+    return _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov)
+
+
+@njit(**JIT)
+def flat_adam(X, y, labels, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+    status, _ = _checked_state(X, y, labels, params, grads, ws, plan, m, v)
+    total = _flat_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+    return _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
+
+
+@njit(**JIT)
+def view_adam(X, y, labels, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+    status, _ = _checked_state(X, y, labels, params, grads, ws, plan, m, v)
+    total = _view_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+    return _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
