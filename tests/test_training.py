@@ -415,3 +415,22 @@ def test_csv_and_npz_loaders(tmp_path):
     X_tr, X_te, y_tr, y_te = datasets.train_test_split(X, y, 0.25, seed=1)
     assert len(X_te) == 5 and len(X_tr) == 15
     assert sorted(map(tuple, np.vstack([X_tr, X_te]))) == sorted(map(tuple, X))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_progress_bar_says_what_a_first_step_waits_for(backend, monkeypatch, capsys):
+    """On a terminal, fit's bar names the first step's compile (Numba) until that step ends,
+    then shows the loss; backends without a JIT show no such note."""
+    from fastbp import training
+    monkeypatch.setattr(training, "progress_shown", lambda progress: bool(progress))
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((12, 3)), rng.random((12, 1))
+    net = fb.MLP([3, 4, 1], backend=backend, seed=0)
+    net.fit(X, y, epochs=2, batch_size=4, optimizer=fb.SGD(0.1))
+    err = capsys.readouterr().err
+    note = net._ops.first_step_note
+    assert (backend == "numba") == bool(note)
+    if note:
+        assert err.count(note) == 1, "the note is shown once, before the first step of the first epoch"
+        assert err.index(note) < err.index("loss "), "and replaced by the loss once that step is done"
+    assert "epoch 2/2" in err and "loss " in err

@@ -106,6 +106,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     for epoch in range(first_epoch, epochs + 1):
         order = rng.permutation(n) if shuffle else None
         bar = _progress_bar(epoch, epochs, n_batches) if show_bar else None
+        if bar is not None and epoch == first_epoch and ops.first_step_note:
+            bar.set_postfix_str(ops.first_step_note, refresh=True)
         total, started = 0.0, time.perf_counter()
         for batch, (Xb, yb) in enumerate(dataset.batches(batch_size, order), 1):
             try:
@@ -120,9 +122,9 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             if monitor is not None:
                 monitor.record(ops.to_host(state.grads.flat))
             if bar is not None:
-                bar.update(1)
-                if batch % 10 == 0:
+                if batch % 10 == 0 or batch == 1:
                     bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
+                bar.update(1)
         seconds = time.perf_counter() - started
 
         history["epoch"].append(epoch)

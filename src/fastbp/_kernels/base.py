@@ -18,6 +18,9 @@ class Ops:
     # True where train_step itself rejects NaN/inf in X or y (ValueError naming the
     # argument, raised before anything is written): the model boundary then skips its pass.
     checks_finite = False
+    # What a first step may spend its time on, shown by fit's progress bar until the step ends
+    # ("" where a first step is as fast as any other).
+    first_step_note = ""
 
     # ---- memory: host NumPy <-> the backend's arrays (identity on CPU backends) ----
     def from_host(self, a):

@@ -164,6 +164,7 @@ class CudaDataset:
 
 class CudaOps(Ops):
     name = "cuda"
+    first_step_note = "compiling the CUDA kernels on first use"
     fused = None            # None: automatic (every layer size <= 128); True / False: forced
 
     def __init__(self):

@@ -55,6 +55,7 @@ class NumbaOps(Ops):
     # The network-level methods below check X and y for NaN/inf inside the compiled call
     # (raising ValueError before anything is written), so the model boundary may skip that pass.
     checks_finite = True
+    first_step_note = "compiling the Numba kernels (once; cached on disk)"
 
     # ---- kernels ----
     def linear_forward(self, X, W, b, act):
