@@ -64,7 +64,7 @@ def expected(kernel, inputs, activation):
         return (i["delta"] * df(i["Z"], i["A"]),)
     if kernel == "delta_propagate":
         return ((i["delta"] @ i["W"].T) * df(i["Z_prev"], i["A_prev"]),)
-    return i["X"].T @ i["delta"], i["delta"].sum(axis=0)
+    return i["X"].T @ i["delta"], i["delta"].sum(axis=0, dtype=np.float64)      # db: float64 accumulator
 
 
 KERNELS = ("linear_forward", "activation_backward", "delta_propagate", "weight_gradient")
@@ -91,6 +91,16 @@ def test_kernel_matches_reference(backend, dtype, kernel, activation):
         got = call(kernel, inputs, activation, backend)
         check_outputs(got, expected(kernel, inputs, activation), dtype,
                       f"{kernel}({activation}) on {backend}, {np.dtype(dtype)}, sizes {(batch, n_in, n_out)}")
+
+
+def test_reference_kernels_are_the_formulas(dtype):
+    """The reference backend's own kernels equal the formulas above exactly (no hidden shortcut)."""
+    for activation in ACTIVATIONS:
+        inputs = layer_inputs(9, 4, 6, dtype, activation, seed=1)
+        for kernel in KERNELS:
+            got = call(kernel, inputs, activation, "numpy")
+            for g, w in zip(got, expected(kernel, inputs, activation)):
+                np.testing.assert_array_equal(g, w.astype(dtype))
 
 
 def test_extreme_preactivations_stay_finite(backend, dtype):

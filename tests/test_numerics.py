@@ -144,10 +144,6 @@ def test_saturated_hidden_layer_gives_finite_gradients(backend, dtype, activatio
 ROWS = 1_000_000
 
 
-# Backends whose bias gradient is a running float32 sum over the batch (reported in the
-# issue 10 report); the marker is strict, so the fix shows up as an XPASS to remove it.
-
-
 @functools.lru_cache(maxsize=None)
 def million_rows(data):
     rng = np.random.default_rng(0)
