@@ -48,25 +48,22 @@ print(f"fastbp: building the Cython kernels {'with' if openmp else 'without'} Op
 omp_args = [OPENMP_FLAG] if openmp else []
 
 
-
-def uses_openmp(pyx):
+def extension(pyx):
     with open(pyx, encoding="utf-8") as f:
-        return "prange" in f.read()
-
-
-extensions = [
-    Extension(
+        omp = omp_args if "prange" in f.read() else []      # OpenMP only for modules with prange loops
+    return Extension(
         "fastbp._kernels." + os.path.splitext(os.path.basename(pyx))[0],
         [pyx],
         include_dirs=[numpy.get_include()],
         # -fno-trapping-math: no program here runs with FP traps enabled, and it lets GCC
         # if-convert (so vectorize) the branch-free selects of the float32 activations
-        extra_compile_args=["-O3", "-fno-trapping-math"] + (omp_args if uses_openmp(pyx) else []),
-        extra_link_args=omp_args if uses_openmp(pyx) else [],
+        extra_compile_args=["-O3", "-fno-trapping-math"] + omp,
+        extra_link_args=omp,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for pyx in sorted(glob.glob("src/fastbp/_kernels/*.pyx"))
-]
+
+
+extensions = [extension(pyx) for pyx in sorted(glob.glob("src/fastbp/_kernels/*.pyx"))]
 
 setup(ext_modules=cythonize(extensions, language_level=3, include_path=["src"],
                             compiler_directives={"boundscheck": False, "wraparound": False,

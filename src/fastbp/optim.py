@@ -62,6 +62,11 @@ class Optimizer:
             self._ops = ops
             self.state = {name: ops.zeros(params.size, params.dtype) for name in self.state_names}
 
+    def unbind(self):
+        """Back to unbound, state dropped (a first step that failed after binding)."""
+        self._binding = self._params = self._ops = None
+        self.state = {}
+
     def update(self, ops, params, grads):
         self.bind(ops, params)
         self._apply(ops, params, grads)

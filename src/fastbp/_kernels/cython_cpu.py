@@ -214,8 +214,7 @@ class CythonOps(Ops):
                                optimizer.weight_decay, True)
         except BaseException:
             if fresh:       # a rejected first step leaves the optimizer unbound, as it was
-                optimizer._binding = optimizer._params = optimizer._ops = None
-                optimizer.state = {}
+                optimizer.unbind()
             raise
         optimizer.step_count = step
         return loss

@@ -137,10 +137,9 @@ class NumbaOps(Ops):
                 raise ValueError(f"{'X' if not self.all_finite(X) else 'y'} contains NaN or inf")
             return super().train_step(state, X, y, optimizer)
         fresh = optimizer._binding is None
-        if fresh:       # the first step: bind the optimizer only once the step has succeeded
-            st = {name: np.zeros(state.params.flat.size, state.arch.dtype) for name in optimizer.state_names}
-        else:
-            st = optimizer.state
+        if fresh:
+            optimizer.bind(self, state.params.flat)
+        st = optimizer.state
         targets, labels = (prep.no_targets, y) if prep.labels else (y, _NO_LABELS)
         params, grads = state.params.flat, state.grads.flat
         if kind is SGD:
@@ -152,13 +151,11 @@ class NumbaOps(Ops):
                                      optimizer.step_count + 1, optimizer.lr, beta1, beta2, optimizer.eps,
                                      optimizer.weight_decay)
         if status:
+            if fresh:       # a rejected first step leaves the optimizer unbound, as it was
+                optimizer.unbind()
             if status == fused.NONFINITE:
                 raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
             _raise_for(status)
-        if fresh:
-            optimizer.bind(self, params)
-            for name, buf in st.items():
-                optimizer.state[name][...] = buf
         optimizer.step_count += 1
         return loss
 

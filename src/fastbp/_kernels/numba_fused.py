@@ -277,7 +277,7 @@ def _forward_loss(X, y, labels, params, ws, plan):
 
 
 @njit(**JIT)
-def _deltas(X, params, ws, plan):
+def _deltas(params, ws, plan):
     """After _forward_loss: every layer's delta (dLoss/dZ[l]) into _delta(ws, plan, l), all
     computed before any weight changes."""
     L = plan[N_LAYERS]
@@ -305,7 +305,7 @@ def _view_pass(mode, X, y, labels, params, grads, ws, plan):
     numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
     total = _forward_loss(X, y, labels, params, ws, plan)
     if mode != MODE_LOSS:
-        _deltas(X, params, ws, plan)
+        _deltas(params, ws, plan)
         _weight_gradients(X, grads, ws, plan)
     return total
 
@@ -351,7 +351,7 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     total = _forward_loss(X, y, labels, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
-    _deltas(X, params, ws, plan)
+    _deltas(params, ws, plan)
     if not _products_bounded(x_abs, ws, plan):
         _weight_gradients(X, grads, ws, plan)
         if nonfinite_count(grads):
