@@ -85,6 +85,7 @@ def test_validation_split_holds_rows_out_and_restores_the_best_epoch():
     (dict(early_stopping=EarlyStopping(monitor="val_loss")), ValueError),
     (dict(early_stopping=EarlyStopping(monitor="r2")), ValueError),
     (dict(early_stopping=EarlyStopping(), resume="any.npz"), ValueError),
+    (dict(validation_split=0.2, resume="any.npz"), ValueError),
 ])
 def test_rejected_schedules_change_nothing(bad, error):
     X, y = problem()

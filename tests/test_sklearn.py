@@ -2,7 +2,9 @@
 same random_state, pipelines, pickling, dtypes, sparse X, divergence, the CUDA backend, and
 that `import fastbp` does not import scikit-learn. (scikit-learn's own MLP test module runs
 in test_sklearn_suite.py; accuracy beside scikit-learn's over seeds in test_sklearn_parity.py.)"""
+import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -36,6 +38,23 @@ def test_import_fastbp_does_not_import_sklearn():
     code = "import sys, fastbp; fastbp.MLP([2, 1]); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "estimators.md"
+
+
+def test_the_estimators_page_lists_every_parameter_and_its_examples_run(capsys):
+    text = PAGE.read_text()
+    table = text[text.index("## Parameters"):text.index("## Fitted attributes")]
+    listed = {name for cell in re.findall(r"^\| (.*?) \|", table, flags=re.M) for name in re.findall(r"`(\w+)`", cell)}
+    assert listed == set(MLPClassifier().get_params()) | set(MLPRegressor().get_params())
+    for attribute in ("classes_", "coefs_", "loss_curve_", "validation_scores_", "t_", "n_iter_", "out_activation_"):
+        assert f"`{attribute}`" in text
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert len(blocks) == 2
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{PAGE.name} block {number}", "exec"), {"__name__": "estimators"})
+    assert "test accuracy" in capsys.readouterr().out
 
 
 # ---- the same path as scikit-learn's, from the same random_state ----

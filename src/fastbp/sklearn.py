@@ -117,8 +117,10 @@ class _BaseMLP(BaseEstimator):
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
-        train()
-        self.coefs_, self.intercepts_ = net.weights, net.biases
+        try:
+            train()
+        finally:
+            self.coefs_, self.intercepts_ = net.weights, net.biases
         if not all(np.isfinite(p).all() for p in self.coefs_ + self.intercepts_):
             raise ValueError(_NON_FINITE)
         return self
@@ -134,8 +136,9 @@ class _BaseMLP(BaseEstimator):
                   dtype=X.dtype, backend=self.backend, seed=random_state, init="sklearn")
         self._net, self._net_key = net, self._key(net.layer_sizes, net.dtype)
         self.coefs_, self.intercepts_ = net.weights, net.biases
-        for name in ("_optimizer", "_stopping"):
-            self.__dict__.pop(name, None)
+        for name in ("_optimizer", "_stopping", "loss_curve_", "best_loss_", "validation_scores_",
+                     "best_validation_score_"):
+            self.__dict__.pop(name, None)           # an earlier fit's (lbfgs records none of them)
         if self.solver != "lbfgs":
             self.loss_curve_ = []
             self.best_loss_ = None if self.early_stopping else np.inf
@@ -250,7 +253,7 @@ class _BaseMLP(BaseEstimator):
     def _partial_fit(self, X, y):
         return self._fit(X, y, incremental=True)
 
-    def _stochastic(self):
+    def _has_partial_fit(self):
         if self.solver not in ("sgd", "adam"):
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")
@@ -455,7 +458,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
 
-    @available_if(_BaseMLP._stochastic)
+    @available_if(_BaseMLP._has_partial_fit)
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y), continuing from the last call. `classes` (every class of the
         whole data set) is required on the first call. -> self"""
@@ -529,7 +532,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = self._outputs(self._checked_X(X))
         return out.ravel() if out.shape[1] == 1 else out
 
-    @available_if(_BaseMLP._stochastic)
+    @available_if(_BaseMLP._has_partial_fit)
     def partial_fit(self, X, y):
         """One epoch over (X, y), continuing from the last call. -> self"""
         return self._partial_fit(X, y)

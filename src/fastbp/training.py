@@ -60,7 +60,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
                      (instead of validation_data)
     lr_schedule      fastbp.schedules.InverseScaling or Adaptive: sets optimizer.lr after
                      each epoch (history["lr"] records the rate each epoch ran with)
-    early_stopping   a fastbp.schedules.EarlyStopping: after each epoch (after the schedule)
+    early_stopping   a fastbp.schedules.EarlyStopping: after each epoch (and the callback)
                      it counts epochs without improvement of its monitored history value;
                      at a plateau training stops, or Adaptive lowers the rate. With
                      restore_best the best epoch's parameters are put back at the end.
@@ -83,7 +83,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
         X, y = net._inputs(X, y)
         validation = _validation_data(net, validation_data)
-        split = _validation_split(validation_split, validation, X.shape[0])
+        split = _validation_split(validation_split, validation, X.shape[0], resume)
         _check_schedules(net, lr_schedule, early_stopping, validation is not None or split is not None, resume)
         checkpoint = _checkpoint_path(checkpoint)
         saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle)
@@ -172,16 +172,17 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
                 stop = callback(epoch, history) is True
             if stop if dp is None else dp.any_rank(stop):                 # with comm: any rank stops all
                 break
-        if _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, epoch * n):
-            break
+        if lr_schedule is not None or early_stopping is not None:
+            stop = _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, epoch * n)
+            if stop if dp is None else dp.any_rank(stop):       # (the ranks' histories agree: a safeguard)
+                break
     if early_stopping is not None:
         early_stopping.restore(net)
     return history
 
 
 def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, samples_seen):
-    """After an epoch: the early-stopping count, then the schedule's rate; -> stop training?
-    (every rank computes the same from the same history)"""
+    """After an epoch: the early-stopping count, then the schedule's rate; -> stop training?"""
     plateau = early_stopping is not None and early_stopping.update(history[early_stopping.monitor][-1], net)
     if lr_schedule is not None:
         optimizer.lr = lr_schedule.after_epoch(optimizer.lr, lr_init, samples_seen)
@@ -304,10 +305,12 @@ def _validation_data(net, validation_data):
     return X_val, y_val
 
 
-def _validation_split(fraction, validation, n):
+def _validation_split(fraction, validation, n, resume):
     """-> the number of rows held out, or None."""
     if fraction is None:
         return None
+    if resume is not None:
+        raise ValueError("resume does not record a validation_split's rows yet: resume with validation_data")
     if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, numbers.Real):
         raise TypeError(f"validation_split must be a fraction in (0, 1); got {fraction!r}")
     if not 0 < fraction < 1:
