@@ -35,6 +35,7 @@ def main(argv=None):
     names = {"all": estimators.ALL, "quick": estimators.BUNDLED}.get(args.datasets) or args.datasets.split(",")
 
     runs = ("sklearn", "fastbp", "torch", "fastbp alpha=0")
+    load_before = os.getloadavg()[0]
     rows = []
     for name in names:
         X, y = estimators.load(name)
@@ -61,7 +62,8 @@ def main(argv=None):
              f"--datasets {args.datasets}`  ",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs visible, {args.threads} thread(s) per library; "
              f"fastbp {fastbp.__version__} (backend auto), scikit-learn {__import__('sklearn').__version__}, "
-             f"torch {torch.__version__}, numpy {np.__version__}.", "",
+             f"torch {torch.__version__}, numpy {np.__version__}; load average {load_before:.1f} at the start, "
+             f"{os.getloadavg()[0]:.1f} at the end (other jobs on the machine: read the ratios).", "",
              "Settings: scikit-learn's defaults (hidden (100,), relu, Adam 1e-3, alpha 1e-4, batches of "
              "min(200, n), up to 200 epochs, tol 1e-4), the same random_state for both; 75/25 split by "
              "the seed, standardised. PyTorch: the epochs fastbp ran, same batches, torch.optim.Adam.", "",
