@@ -9,7 +9,7 @@
 # plus session.log (every stage's output) and stages.txt (each stage's exit code and seconds).
 # Each stage has its own time limit, all of them inside BUDGET seconds (default 480), so a
 # hang in one stage still leaves the others' results. The script's exit code is the number
-# of stages that failed.
+# of stages that failed. STAGES="bench gemm" runs only those (a rerun on what time is left).
 #
 #   bash bench/gpu_session.sh             # on the GPU machine (bench/results/CUDA.md: the call)
 #   bash bench/gpu_session.sh --dry-run   # here: numba's CUDA simulator, tiny shapes, a test
@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
-OUT=${OUT:-$PWD/gpu-session-out}
+OUT=${OUT:-/tmp/fastbp-gpu-session}
 BUDGET=${BUDGET:-480}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
@@ -46,6 +46,10 @@ failed=0
 stage() {
     local name=$1 limit=$2 t0=$SECONDS rc
     shift 2
+    if [ -n "${STAGES:-}" ] && [[ " $STAGES " != *" $name "* ]]; then
+        echo "$name rc=not-selected 0s" >>"$OUT/stages.txt"
+        return
+    fi
     local left=$((BUDGET - (SECONDS - started)))
     [ "$limit" -gt "$left" ] && limit=$left
     if [ "$limit" -lt 5 ]; then
