@@ -7,7 +7,7 @@ CUDA_HOME. `pip install ".[cuda-ptx]"` brings all three; nvdisasm (nvidia-cuda-n
 present, adds the count of local-memory instructions in the machine code.
 
     python bench/cuda_resources.py                      # -> bench/results/cuda-resources.md
-    python bench/cuda_resources.py --full --out -       # also the GEMM tiles 8 and 32, to stdout
+    python bench/cuda_resources.py --tiles 8,32 --out -   # also the GEMM kernels at tiles 8, 32; to stdout
 
 tests/test_cuda_ptx.py runs the same sweep (fails on a compile error, a spill in the fused
 kernels, a kernel that does not fit its launch) and checks, where kernels can be launched
@@ -31,7 +31,6 @@ import numpy as np
 
 ARCHS = ((8, 0), (9, 0))
 DTYPES = (np.float32, np.float64)
-FULL_TILES = (8, 32)            # GEMM tiles the launch helpers accept (tile=) besides the default
 REGISTERS_PER_BLOCK = 65536     # sm_80 and sm_90
 STATIC_SMEM_LIMIT = 48 * 1024   # bytes of static shared memory a block may declare
 
@@ -278,13 +277,14 @@ def _tools():
     return _cache["tools"]
 
 
-def sweep(full=False, jobs=None, archs=ARCHS, sass=False):
+def sweep(tiles=(), jobs=None, archs=ARCHS, sass=False):
     """Compile and assemble every launchable kernel for every arch -> a list of row dicts.
+    `tiles`: GEMM tiles the launch helpers accept (tile=) besides the default cuda_gemm.TILE.
     Raises ToolsMissing where the tools are absent. `sass`: also count local-memory
     instructions (nvdisasm: about 3x the time of ptxas). Worker processes are spawned (not
     forked: the caller may hold a CUDA context); `jobs` defaults to the CPU count."""
     toolchain()
-    tiles = FULL_TILES if full else ()
+    tiles = tuple(tiles)
     tasks = [(tiles, _task_key(k), cc, sass) for k in launchable_kernels(tiles) for cc in archs]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     if jobs == 1:
@@ -360,7 +360,7 @@ def _version(dist):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true", help=f"also the GEMM kernels at tiles {FULL_TILES}")
+    p.add_argument("--tiles", default="", help="also the GEMM kernels at these tiles (comma-separated, e.g. 8,32)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: the CPU count)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                   "cuda-resources.md"), help="the Markdown table ('-': stdout)")
@@ -371,8 +371,9 @@ def main(argv=None):
         print(f"cuda_resources: {e}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    rows = sweep(full=args.full, jobs=args.jobs, sass=True)
-    command = "python bench/cuda_resources.py" + (" --full" if args.full else "")
+    tiles = tuple(int(t) for t in args.tiles.split(",") if t)
+    rows = sweep(tiles=tiles, jobs=args.jobs, sass=True)
+    command = "python bench/cuda_resources.py" + (f" --tiles {args.tiles}" if tiles else "")
     text = markdown(rows, command, tools, time.perf_counter() - started)
     if args.out == "-":
         sys.stdout.write(text)
