@@ -5,25 +5,38 @@ once at the boundary, keeps the buffers, and never branches on the backend.
 """
 import numpy as np
 
-from . import activations, losses, validation
+from . import activations, losses, memory, validation
 from ._kernels import get_ops, resolve
 from .layout import Architecture, FlatBuffer, NetState
 from .optim import Optimizer
 
 
-def initial_parameters(arch, seed):
+def initial_parameters(arch, rng):
     """He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases.
-    Drawn in float64 from one seeded generator, so both dtypes start from the same values."""
-    rng = validation.random_generator(seed)
+    Drawn in float64 from one seeded generator (`rng`), so both dtypes start from the same
+    values, each layer straight into the flat buffer (no per-layer temporary): building a
+    float32 network peaks at 3x its parameter memory (the float64 draw and its float32 copy)."""
     flat = np.zeros(arch.n_params, dtype=np.float64)
     for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
-        if code in activations.RELU_LIKE:
-            w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=n_in * n_out)
-        else:
+        w = flat[w_at:b_at]
+        if code in activations.RELU_LIKE:            # = rng.normal(0, std), the same numbers
+            rng.standard_normal(out=w)
+            w *= np.sqrt(2.0 / n_in)
+        else:                                        # = rng.uniform(-limit, limit), the same numbers
             limit = np.sqrt(6.0 / (n_in + n_out))
-            w = rng.uniform(-limit, limit, size=n_in * n_out)
-        flat[w_at:b_at] = w
-    return flat.astype(arch.dtype)
+            rng.random(out=w)
+            w *= 2 * limit
+            w -= limit
+    return flat if arch.dtype == flat.dtype else flat.astype(arch.dtype)
+
+
+def architecture(layer_sizes, activation, output_activation, loss, reduction, dtype):
+    """MLP's description arguments, checked -> Architecture (nothing allocated)."""
+    sizes = validation.layer_sizes(layer_sizes)
+    hidden = activations.code(activation, "activation")
+    output = activations.code(output_activation, "output_activation")
+    return Architecture(sizes=sizes, activations=(hidden,) * (len(sizes) - 2) + (output,), loss=losses.code(loss),
+                        reduction=losses.reduction_code(reduction), dtype=validation.float_dtype(dtype))
 
 
 _NO_TARGETS = object()     # MLP._inputs called without targets
@@ -42,21 +55,31 @@ class MLP:
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
                  loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None):
-        sizes = validation.layer_sizes(layer_sizes)
-        hidden = activations.code(activation, "activation")
-        output = activations.code(output_activation, "output_activation")
-        self.arch = Architecture(
-            sizes=sizes,
-            activations=(hidden,) * (len(sizes) - 2) + (output,),
-            loss=losses.code(loss),
-            reduction=losses.reduction_code(reduction),
-            dtype=validation.float_dtype(dtype),
-        )
+        self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
         self.backend = resolve(backend, self.arch)
+        rng = validation.random_generator(seed)
+        memory.require(memory.network_bytes(self.arch), self._parameters_text())
+        self._allocate(initial_parameters(self.arch, rng))
+
+    @classmethod
+    def _with_parameters(cls, arch, flat, backend):
+        """A network of `arch` holding the checked host vector `flat` (no random start drawn):
+        how a checkpoint becomes a network."""
+        net = cls.__new__(cls)
+        net.arch = arch
+        net.backend = resolve(backend, arch)
+        net._allocate(flat)
+        return net
+
+    def _allocate(self, host_params):
         self._ops = get_ops(self.backend)
-        params = self._ops.from_host(initial_parameters(self.arch, seed))
+        params = self._ops.from_host(host_params)
+        del host_params                  # (a float64 draw is freed before the gradients exist)
         grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
         self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {})
+
+    def _parameters_text(self):
+        return f"MLP({list(self.arch.sizes)}) {self.arch.dtype.name}: {self.arch.n_params:,} parameters"
 
     # ---- description ----
     @property
