@@ -124,7 +124,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             except FloatingPointError as e:
                 if bar is not None:
                     bar.close()
-                raise _stopped(net, epoch, batch, n_batches, checkpoint, e) from None
+                raise _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, e) from None
             total += loss * Xb.shape[0] if net.reduction == "mean" else loss
             if monitor is not None:
                 monitor.record(ops.to_host(state.grads.flat))
@@ -133,10 +133,10 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
                     bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
                 bar.update(1)
         seconds = time.perf_counter() - started
-        if not ops.all_finite(state.params.flat):            # an update overflowed on a finite loss
+        if _non_finite(net, optimizer):                       # an update overflowed on a finite loss
             if bar is not None:
                 bar.close()
-            raise _stopped(net, epoch, n_batches, n_batches, checkpoint, None)
+            raise _stopped(net, optimizer, epoch, n_batches, n_batches, checkpoint, None)
 
         history["epoch"].append(epoch)
         history["loss"].append(total / n if net.reduction == "mean" else total)
@@ -165,18 +165,29 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     return history
 
 
-def _stopped(net, epoch, batch, n_batches, checkpoint, error):
+def _non_finite(net, optimizer):
+    """-> "parameters" or "optimizer state" if either holds NaN or inf (one pass each), else None."""
+    ops = net._ops
+    if not ops.all_finite(net.flat_params):
+        return "parameters"
+    if not all(ops.all_finite(buffer) for buffer in optimizer.state.values()):
+        return "optimizer state"
+    return None
+
+
+def _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, error):
     """The FloatingPointError that stops fit, saying what is true of the parameters now."""
     kept = f"; {checkpoint} was not written from them" if checkpoint is not None else ""
-    if error is not None and net._ops.all_finite(net.flat_params):
+    broken = _non_finite(net, optimizer)
+    if error is not None and broken is None:
         return FloatingPointError(f"non-finite loss in epoch {epoch}, batch {batch} of {n_batches}: training "
                                   f"stopped; the parameters are those after the last finite step ({error}){kept}")
     when = (f"found after batch {batch} of {n_batches} of epoch {epoch}" if error is None else
             f"found in epoch {epoch}, batch {batch} of {n_batches}, where the loss was not finite ({error})")
     return FloatingPointError(
-        f"non-finite parameters {when}: an update of this epoch overflowed although its loss was finite "
-        f"(learning rate x gradient beyond the {net.dtype} range); training stopped and the parameters are "
-        f"not usable{kept}")
+        f"non-finite {broken} {when}: an update of this epoch overflowed although its loss was finite "
+        f"(learning rate x gradient beyond the {net.dtype} range); training stopped, and they cannot be "
+        f"used{kept}")
 
 
 # ---- the training step: one call per mini-batch ----
