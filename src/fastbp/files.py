@@ -27,17 +27,25 @@ def _kind(mode):
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def check_target(path, what="output", inputs=()):
+def check_target(path, what="output", inputs=(), probe=False):
     """ValueError naming `path` unless a file can be written there: its folder exists, and it
     is absent, a regular file, or a symbolic link to one (or dangling), and it is none of the
-    files in `inputs` (paths the same command reads). -> the mode bits to give the new file
-    (those of the regular file it replaces), or None for a new file's default."""
+    files in `inputs` (paths the same command reads or writes). With `probe`, also create and remove a
+    temporary file in the folder (an OSError naming `path` where that is refused), so that a
+    command learns before its work, not after, that it cannot write its output.
+    -> the mode bits to give the new file (those of the regular file it replaces), or None."""
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{what}: the path is empty")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{what}: cannot write {path}: the folder {folder} does not exist")
+    for source in inputs:
+        if source is not None and _same_file(path, source):
+            raise ValueError(f"{what}: {path} is the file {source} the same command reads or writes; "
+                             f"writing it would destroy that file")
+    if probe:
+        _probe(folder, path)
     try:
         own = os.lstat(path)
     except FileNotFoundError:
@@ -49,10 +57,23 @@ def check_target(path, what="output", inputs=()):
     if target is not None and not stat.S_ISREG(target.st_mode):
         via = " (through a symbolic link)" if stat.S_ISLNK(own.st_mode) else ""
         raise ValueError(f"{what}: {path} is {_kind(target.st_mode)}{via}; fastbp writes regular files only")
-    for source in inputs:
-        if source is not None and target is not None and os.path.exists(source) and os.path.samefile(path, source):
-            raise ValueError(f"{what}: {path} is the input file {source}; writing it would destroy the input")
     return stat.S_IMODE(own.st_mode) if stat.S_ISREG(own.st_mode) else None
+
+
+def _same_file(a, b):
+    """The same path (as resolved), or two names (links) of one existing file."""
+    if os.path.realpath(a) == os.path.realpath(os.fspath(b)):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _probe(folder, path):
+    fd, tmp = _create_temporary(folder, path)
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def write_atomically(path, write, what="output", inputs=()):
@@ -96,7 +117,9 @@ def _create_temporary(folder, path):
         except FileExistsError:
             continue
         except OSError as e:            # name the user's path, not the temporary file
-            raise type(e)(e.errno, f"cannot write {path}: {e.strerror} (creating a file in {folder})") from None
+            error = type(e)(f"cannot write {path}: {e.strerror} (creating a file in {folder} was refused)")
+            error.errno = e.errno
+            raise error from None
 
 
 def _remove_leftovers(folder):

@@ -305,7 +305,7 @@ def _checkpoint_path(path):
         path = os.fspath(path)
     except TypeError:
         raise TypeError(f"checkpoint must be a file path; got {type(path).__name__}") from None
-    files.check_target(path, "checkpoint")       # a writable place for a regular file
+    files.check_target(path, "checkpoint", probe=True)      # writable, for a regular file, before training
     return path
 
 

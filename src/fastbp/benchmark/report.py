@@ -86,6 +86,7 @@ def plot(record, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    files.check_target(path, "--plot")          # before drawing a figure that could not be written
     workloads = record["workloads"]
     fig, axes = plt.subplots(len(workloads), 1, figsize=(8, 1.2 + 0.45 * sum(
         1 + sum(r["status"] == "ok" for r in w["results"]) for w in workloads)), squeeze=False)

@@ -91,9 +91,9 @@ def run(args):
     if args.threads is not None:
         threads.check(args.threads)
     if args.json:
-        files.check_target(args.json, "--json")
+        files.check_target(args.json, "--json", probe=True)
     if args.plot:
-        files.check_target(args.plot, "--plot", inputs=[args.json])
+        files.check_target(args.plot, "--plot", inputs=[args.json], probe=True)
         if args.cold:
             raise ValueError("--plot draws the timing table; it does not apply to --cold")
         why = report.check_plot_available()

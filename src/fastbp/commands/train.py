@@ -135,6 +135,7 @@ def plot_history(history, net, path):
     import matplotlib.pyplot as plt
 
     from fastbp.diagnostics import layer_names
+    files.check_target(path, "--plot")          # before drawing a figure that could not be written
     epochs = history["epoch"]
     metric = "accuracy" if "accuracy" in history else "r2"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -175,7 +176,7 @@ def _check_outputs(args):
     if args.save:
         files.check_target(args.save, "--save checkpoint", inputs=[args.data])
     if args.plot:
-        files.check_target(args.plot, "--plot", inputs=[args.data, args.save, args.resume])
+        files.check_target(args.plot, "--plot", inputs=[args.data, args.save, args.resume], probe=True)
 
 
 def _check_numbers(args):
