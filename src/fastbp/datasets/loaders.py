@@ -1,9 +1,9 @@
 """The loaders behind fastbp.datasets (see its docstring)."""
 import gzip
 import io
-import itertools
 import numbers
 import os
+import warnings
 import zlib
 from importlib import resources
 
@@ -143,32 +143,51 @@ class _Limited(io.RawIOBase):
 
 def _read_table(raw, size, path, delimiter, skip_header):
     """-> (the float64 table of an open regular file, 1 if row 1 was a header else 0): row 1
-    decided on, then NumPy's C reader for the rest, straight from the file when it is not
-    compressed."""
+    decided on, then NumPy's C reader for the rest: straight from the file (a path to the
+    open file itself) when it is not compressed, else in chunks of about a megabyte of lines.
+    A cell NumPy refuses is reported by line and column."""
     compressed = path.endswith(".gz")
-    free = memory.available()[0]
     if compressed:
-        stream = _Limited(gzip.GzipFile(fileobj=raw), (free or 2 ** 62) // 4)
+        opened = lambda: io.TextIOWrapper(io.BufferedReader(_Limited(gzip.GzipFile(fileobj=raw), budget)),  # noqa
+                                          encoding="utf-8-sig")
+        budget = (memory.available()[0] or 2 ** 62) // 8   # text of one-digit cells becomes 4x its size in floats
     else:
         memory.require(2 * size, f"reading {path} ({memory.size_text(size)} of text) would")
-        stream = raw
-    text = io.TextIOWrapper(io.BufferedReader(stream) if compressed else stream, encoding="utf-8-sig")
+        opened = lambda: io.TextIOWrapper(raw, encoding="utf-8-sig")      # noqa: E731
+    text = opened()
     first = text.readline(MAX_LINE)
     if len(first) == MAX_LINE and not first.endswith("\n"):
         raise ValueError(f"row 1 is longer than {MAX_LINE:,} characters")
-    header = _is_header(first, delimiter) if skip_header == "auto" else skip_header
+    header = int(_is_header(first, delimiter) if skip_header == "auto" else skip_header)
     options = dict(delimiter=delimiter, dtype=np.float64, ndmin=2, encoding="utf-8-sig")
     try:
         reopened = None if compressed else _reopenable(raw.fileno())
         if reopened is not None:            # NumPy reads a path in C chunks: 4x faster than lines, and no line list
-            return np.loadtxt(reopened, skiprows=int(header), **options), int(header)
-        return np.loadtxt(text if header else itertools.chain([first], text), **options), int(header)
+            raw.seek(0)                     # (where /dev/fd/N duplicates the descriptor, its offset is shared)
+            return np.loadtxt(reopened, skiprows=header, **options), header
+        return _chunked(text, [] if header else [first], options), header
     except ValueError as e:
-        if compressed:
-            raise
         raw.seek(0)
-        where = _first_bad_cell(io.TextIOWrapper(raw, encoding="utf-8-sig"), delimiter, int(header))
+        where = _first_bad_cell(opened(), delimiter, header)
         raise ValueError(where or str(e)) from None
+
+
+def _chunked(text, lines, options):
+    """np.loadtxt over about a megabyte of lines at a time (a list iterates faster than a file)."""
+    pieces = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input contained no data")     # a chunk of comments
+        while True:
+            lines += text.readlines(1 << 20)
+            if not lines:
+                break
+            piece = np.loadtxt(lines, **options)
+            if piece.size:
+                pieces.append(piece)
+            lines = []
+    if len({p.shape[1] for p in pieces}) > 1:
+        raise ValueError("the number of columns changes")
+    return np.concatenate(pieces) if len(pieces) > 1 else pieces[0] if pieces else np.empty((0, 1))
 
 
 def _reopenable(fd):
