@@ -114,14 +114,25 @@ def rewrite_checkpoint(good, out, meta_edit=None, arrays_edit=None):
 
 # ---- child processes ----
 
-LIMIT_PRELUDE = """
-import resource
+CHILD_PRELUDE = """
+import contextlib, io, resource
 
 def limit_address_space(extra_bytes):
     '''RLIMIT_AS = this process's current virtual size + extra_bytes (a memory limit without a real OOM).'''
     with open('/proc/self/status') as f:
         size = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmSize:'))
     resource.setrlimit(resource.RLIMIT_AS, (size + extra_bytes, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+def cli(argv):
+    '''`fastbp ARGV` in this process -> (exit status, or the exception the CLI let through; its stderr).'''
+    from fastbp.cli import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except BaseException as e:
+            code = f"{type(e).__name__}: {e}"
+    return code, err.getvalue()
 """
 
 
@@ -130,7 +141,7 @@ def run_child(code, timeout=120, env=None):
     TimeoutExpired, so a test fails instead of blocking."""
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, HERE, os.environ.get("PYTHONPATH", "")]),
                 "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, "-c", LIMIT_PRELUDE + textwrap.dedent(code)], capture_output=True,
+    return subprocess.run([sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=HERE)
 
 
@@ -143,3 +154,19 @@ def child_json(proc, marker="RESULT "):
 
 def crc32(path):
     return zlib.crc32(open(path, "rb").read())
+
+
+def refused_by_all(loads, path, name):
+    """Each load(path) raises a ValueError naming `path` -> the peak of traced memory meanwhile."""
+    import tracemalloc
+
+    import pytest
+    tracemalloc.start()
+    try:
+        for load in loads:
+            with pytest.raises(ValueError) as info:
+                load(path)
+            assert path in str(info.value), f"{name}: {load.__name__}: {info.value}"
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -13,7 +13,6 @@
 - loading peaks at about twice the size of the arrays it returns (traced).
 """
 import gzip
-import json
 import os
 import tracemalloc
 import zipfile
@@ -24,7 +23,7 @@ import pytest
 import fuzz_report
 from conftest import FULL
 from fastbp import datasets
-from hostile_files import child_json, npy_bytes, patch_zip, run_child, write_zip
+from hostile_files import child_json, npy_bytes, patch_zip, refused_by_all, run_child, write_zip
 
 FAMILY = "data loaders"
 MB = 1 << 20
@@ -154,15 +153,7 @@ HOSTILE_NPZ = {
 def test_hostile_npz_data_is_a_value_error_naming_it(tmp_path, name):
     path = HOSTILE_NPZ[name](tmp_path / "h.npz")
     with fuzz_report.hostile_case(FAMILY):
-        tracemalloc.start()
-        try:
-            for load in (datasets.load_npz, datasets.load_data):
-                with pytest.raises(ValueError) as info:
-                    load(path)
-                assert path in str(info.value), f"{name}: {info.value}"
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = refused_by_all((datasets.load_npz, datasets.load_data), path, name)
         assert peak < 8 * MB, f"{name}: {peak / MB:.0f} MiB traced"
 
 
@@ -176,10 +167,9 @@ def test_npz_data_in_any_byte_order_and_memory_order_loads(tmp_path):
 
 
 CHILD = """
-import contextlib, io, json, os
+import json
 limit_address_space(256 << 20)
 from fastbp import datasets
-from fastbp.cli import main
 out = {}
 for name, path in CASES.items():
     for load in (datasets.load_csv, datasets.load_npz, datasets.load_data):
@@ -190,15 +180,10 @@ for name, path in CASES.items():
             out[f"{load.__name__} {name}"] = "refused" if path in str(e) else f"ValueError without the path: {e}"
         except BaseException as e:
             out[f"{load.__name__} {name}"] = f"{type(e).__name__}: {e}"
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(["train", "--data", path, "--epochs", "1", "--backend", "numpy", "--quiet"])
-        except BaseException as e:
-            code = f"{type(e).__name__}: {e}"
-    lines = err.getvalue().strip().splitlines()
+    code, err = cli(["train", "--data", path, "--epochs", "1", "--backend", "numpy", "--quiet"])
+    lines = err.strip().splitlines()
     out[f"fastbp train --data {name}"] = ("refused" if code == 1 and len(lines) == 1 and path in lines[0]
-                                          else f"exit {code}: {err.getvalue()!r}")
+                                          else f"exit {code}: {err!r}")
 print("RESULT " + json.dumps(out))
 """
 

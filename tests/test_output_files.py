@@ -25,7 +25,7 @@ import fuzz_report
 from fastbp import files
 from fastbp.benchmark import report
 from fastbp.commands import train as train_command
-from hostile_files import child_json, crc32, run_child
+from hostile_files import child_json, run_child
 
 FAMILY = "writing files"
 RECORD = {"kind": "test", "value": 1}
@@ -208,18 +208,8 @@ def test_a_write_failing_midway_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 CLI_RUNS = """
-import contextlib, io, json
-from fastbp.cli import main
-out = []
-for argv in RUNS:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except BaseException as e:
-            code = f"{type(e).__name__}: {e}"
-    out.append([argv, code, err.getvalue()])
-print("RESULT " + json.dumps(out))
+import json
+print("RESULT " + json.dumps([[argv, *cli(argv)] for argv in RUNS]))
 """
 
 

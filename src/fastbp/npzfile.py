@@ -58,8 +58,13 @@ class Member:
             memory.require(self.nbytes, f"array {self.info.filename[:-4]!r} ({self.dtype} {self.shape}) would")
         except MemoryError as e:
             raise ValueError(str(e)) from None
+        try:
+            flat = np.empty(count, dtype=self.dtype)
+        except MemoryError:                  # what was available a moment ago is gone
+            raise ValueError(f"array {self.info.filename[:-4]!r}: no memory for {memory.size_text(self.nbytes)}") \
+                from None
         with _malformed_is_value_error():
-            flat = self._read_into(np.empty(count, dtype=self.dtype))
+            flat = self._read_into(flat)
         if not self.dtype.isnative:
             flat = flat.astype(self.dtype.newbyteorder("="))
         if self.fortran_order:
