@@ -168,8 +168,9 @@ def test_npz_data_in_any_byte_order_and_memory_order_loads(tmp_path):
 
 CHILD = """
 import json
-limit_address_space(256 << 20)
+import fastbp.cli
 from fastbp import datasets
+limit_address_space(256 << 20)      # after the imports: their reservations (BLAS threads) are not the point
 out = {}
 for name, path in CASES.items():
     for load in (datasets.load_csv, datasets.load_npz, datasets.load_data):

@@ -36,9 +36,10 @@ def test_a_network_beyond_the_memory_available_is_refused_before_allocating():
 
 LIMITED = """
 import json, zlib
-limit_address_space(EXTRA)
 import numpy as np
 import fastbp as fb
+import fastbp.cli
+limit_address_space(EXTRA)          # after the imports: their reservations (BLAS threads) are not the point
 out = {}
 try:
     fb.MLP([60000, 60000], backend="numpy")
