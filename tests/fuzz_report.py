@@ -17,8 +17,14 @@ threads = {}              # backend -> text
 # hostile files and inputs, per family: {"cases": tried, "held": handled as the contract says}; notes: text
 hostile = defaultdict(lambda: {"cases": 0, "held": 0})
 hostile_notes = defaultdict(list)
-HOSTILE_FAMILIES = ("checkpoint load", "resume sections", "overflowing updates", "writing files", "data loaders",
-                    "MPI and limits")
+HOSTILE_FAMILIES = {      # family -> what a case that held did
+    "checkpoint load": "a ValueError naming the file, before any network was built, memory bounded by the file",
+    "resume sections": "a ValueError naming the file; network, optimizer and checkpoint unchanged",
+    "overflowing updates": "FloatingPointError naming epoch and batch; no checkpoint from non-finite values",
+    "writing files": "refused naming the path, or written atomically; nothing else touched",
+    "data loaders": "a ValueError naming the file (no hang, memory bounded), or the right arrays",
+    "MPI and limits": "an error naming the size or the differing field, on every rank, before allocating",
+}
 
 
 @contextmanager
@@ -67,7 +73,6 @@ def summary(terminalreporter):
     for family in HOSTILE_FAMILIES:
         if family in hostile:
             c = hostile[family]
-            write(f"hostile {family:20s} {c['held']:4d}/{c['cases']:<4d} cases held (a clear error naming the "
-                  f"source, nothing changed, no hang, memory bounded)")
+            write(f"hostile {family:20s} {c['held']:4d}/{c['cases']:<4d} cases held: {HOSTILE_FAMILIES[family]}")
             for note in hostile_notes.get(family, ()):
                 write(f"        {'':20s} {note}")
