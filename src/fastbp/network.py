@@ -11,15 +11,36 @@ from .layout import Architecture, FlatBuffer, NetState
 from .optim import Optimizer
 
 
-def initial_parameters(arch, rng):
-    """He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases.
-    Drawn in float64 from one seeded generator (`rng`), so both dtypes start from the same
-    values, each layer straight into the flat buffer (no per-layer temporary): building a
-    float32 network peaks at 3x its parameter memory (the float64 draw and its float32 copy)."""
+INITS = ("auto", "sklearn")
+
+
+def initial_parameters(arch, seed, init="auto"):
+    """The starting parameter vector, drawn in float64 and cast (both dtypes start from the
+    same values).
+
+    "auto"     He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases;
+               from np.random.default_rng(seed), each layer drawn straight into the flat
+               buffer (no per-layer temporary): building a float32 network peaks at 3x its
+               parameter memory (the float64 draw and its float32 copy)
+    "sklearn"  scikit-learn's MLP: weights and biases uniform in +-sqrt(f / (n_in + n_out)),
+               f = 2 when the hidden activation is sigmoid, else 6, every layer; drawn as it
+               draws them (np.random.RandomState(seed), layer by layer, weights then biases),
+               so that seed s starts where MLPClassifier(random_state=s) starts
+
+    `seed` may also be a np.random.RandomState or Generator, which is then drawn from.
+    """
+    if init == "sklearn":
+        rng = validation.random_state(seed)
+        factor = 2.0 if arch.n_layers > 1 and arch.activations[0] == activations.SIGMOID else 6.0
+    else:
+        rng = validation.random_generator(seed)
     flat = np.zeros(arch.n_params, dtype=np.float64)
     for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
         w = flat[w_at:b_at]
-        if code in activations.RELU_LIKE:            # = rng.normal(0, std), the same numbers
+        if init == "sklearn":
+            limit = np.sqrt(factor / (n_in + n_out))
+            flat[w_at:b_at + n_out] = rng.uniform(-limit, limit, size=n_in * n_out + n_out)
+        elif code in activations.RELU_LIKE:          # = rng.normal(0, std), the same numbers
             rng.standard_normal(out=w)
             w *= np.sqrt(2.0 / n_in)
         else:                                        # = rng.uniform(-limit, limit), the same numbers
@@ -51,15 +72,18 @@ class MLP:
     dtype              float32 or float64
     backend            "auto" or a name from fastbp.available_backends()
     seed               seeds the initial weights (None: fresh entropy)
+    init               how the initial weights are drawn: "auto" or "sklearn"
+                       (fastbp.network.initial_parameters)
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
-                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None):
+                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None, init="auto"):
         self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
         self.backend = resolve(backend, self.arch)
-        rng = validation.random_generator(seed)
         memory.require(memory.network_bytes(self.arch), self._parameters_text())
-        self._allocate(initial_parameters(self.arch, rng))
+        self._allocate(initial_parameters(self.arch, seed, init))
 
     @classmethod
     def _with_parameters(cls, arch, flat, backend):
