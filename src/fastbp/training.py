@@ -207,8 +207,8 @@ def _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, error):
     kept = f"; {checkpoint} was not written from them" if checkpoint is not None else ""
     broken = _non_finite(net, optimizer)
     if error is not None and broken is None:
-        return FloatingPointError(f"non-finite loss in epoch {epoch}, batch {batch} of {n_batches}: training "
-                                  f"stopped; the parameters are those after the last finite step ({error}){kept}")
+        return FloatingPointError(f"training stopped in epoch {epoch}, batch {batch} of {n_batches}: {error}; "
+                                  f"the parameters are those after the last finite step{kept}")
     when = (f"found after batch {batch} of {n_batches} of epoch {epoch}" if error is None else
             f"found in epoch {epoch}, batch {batch} of {n_batches}, where the loss was not finite ({error})")
     return FloatingPointError(
