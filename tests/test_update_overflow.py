@@ -113,3 +113,4 @@ def test_train_step_refuses_a_non_finite_update_with_the_parameters_as_they_were
         refused = True
     assert refused and net.get_flat_params().tobytes() == before, \
         f"{backend}: a finite loss with an overflowing update left non-finite parameters"
+    assert opt.step_count == 0 and not opt.checkpoint_arrays(), f"{backend}: the refused first step bound the optimizer"
