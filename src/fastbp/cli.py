@@ -35,7 +35,7 @@ def main(argv=None):
         return 2
     try:
         return args.run(args) or 0
-    except (ValueError, TypeError, OSError, FloatingPointError) as e:
+    except (ValueError, TypeError, OSError, FloatingPointError, MemoryError, ImportError) as e:
         print(f"fastbp {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

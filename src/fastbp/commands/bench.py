@@ -67,13 +67,6 @@ class Progress:
             self.stream.flush()
 
 
-def _parent_dir_ok(path, option):
-    import os
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"{option}: the directory {parent!r} does not exist")
-
-
 def _backends(spec):
     import fastbp as fb
     usable = fb.available_backends()
@@ -89,6 +82,7 @@ def _backends(spec):
 
 
 def run(args):
+    from fastbp import files
     from fastbp.benchmark import compare, guard, peers, report, threads, workloads
 
     # every argument is checked before anything is measured
@@ -97,9 +91,9 @@ def run(args):
     if args.threads is not None:
         threads.check(args.threads)
     if args.json:
-        _parent_dir_ok(args.json, "--json")
+        files.check_target(args.json, "--json", probe=True)
     if args.plot:
-        _parent_dir_ok(args.plot, "--plot")
+        files.check_target(args.plot, "--plot", inputs=[args.json], probe=True)
         if args.cold:
             raise ValueError("--plot draws the timing table; it does not apply to --cold")
         why = report.check_plot_available()

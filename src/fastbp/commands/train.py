@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from fastbp import files
+
 HELP = "train a network (default: a classifier on the built-in 8x8 digits) and report test accuracy"
 
 
@@ -60,6 +62,7 @@ def train(args, comm=None):
     _check_numbers(args)
     if args.plot:
         _require_matplotlib()
+    _check_outputs(args)
     X, y, data_name = _load(args)
     loss = args.loss
     if loss == "auto":
@@ -132,6 +135,7 @@ def plot_history(history, net, path):
     import matplotlib.pyplot as plt
 
     from fastbp.diagnostics import layer_names
+    files.check_target(path, "--plot")          # before drawing a figure that could not be written
     epochs = history["epoch"]
     metric = "accuracy" if "accuracy" in history else "r2"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -155,7 +159,8 @@ def plot_history(history, net, path):
         ax.grid(alpha=0.3)
     fig.suptitle(str(net), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    image_format = os.path.splitext(path)[1][1:].lower() or "png"
+    files.write_atomically(path, lambda f: fig.savefig(f, format=image_format, dpi=100), what="--plot")
     plt.close(fig)
 
 
@@ -164,6 +169,14 @@ def _require_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed (pip install 'fastbp[plot]')") from None
+
+
+def _check_outputs(args):
+    """--save and --plot must be writable regular files, and neither the data nor each other."""
+    if args.save:
+        files.check_target(args.save, "--save checkpoint", inputs=[args.data])
+    if args.plot:
+        files.check_target(args.plot, "--plot", inputs=[args.data, args.save, args.resume], probe=True)
 
 
 def _check_numbers(args):
