@@ -50,7 +50,7 @@ def main(argv=None):
     if args.threads:
         threads.before_imports(args.threads)
     import fastbp as fb
-    from fastbp.benchmark import peers, timing, workloads
+    from fastbp.benchmark import optimizers, peers, timing, workloads
     if args.threads:
         threads.after_imports(args.threads)
         fb.set_num_threads(args.threads)
@@ -61,7 +61,7 @@ def main(argv=None):
         nets = {b: workloads.make_net(w, np.float32, b) for b in backends}
         first = next(iter(nets.values()))
         weights, biases = [W.copy() for W in first.weights], [b.copy() for b in first.biases]
-        steps = {"peer:numpy": peers.NumpyPeer().build(w, weights, biases, X, y, 0.01)}
+        steps = {"peer:numpy": peers.NumpyPeer().build(w, weights, biases, X, y, optimizers.SGD).step}
         for name, net in nets.items():
             opt = fb.SGD(0.01)
             steps[f"fastbp:{name}"] = lambda net=net, opt=opt: net.train_step(X, y, opt)

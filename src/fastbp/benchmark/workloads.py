@@ -1,5 +1,5 @@
-"""The benchmark workloads: one training step (forward + backward + SGD update) of an MLP
-on one fixed batch.
+"""The benchmark workloads: one training step (forward + backward + update, with the rule
+of optimizers.py) of an MLP on one fixed batch.
 
 The five STANDARD workloads are the ones of the issue that created `fastbp bench`; their
 names and shapes never change, so results stay comparable over time. EXTRAS add other
@@ -14,7 +14,7 @@ Flop count (`train_step_flops`): only the matrix products are counted, as the us
                                             (the input's delta is never needed)
 
 so flops = 6 * B * sum(n_in * n_out) - 2 * B * n_0 * n_1. Bias adds, activations and
-their derivatives, the loss, db sums and the SGD update are O(B * n) or O(params) and
+their derivatives, the loss, db sums and the update are O(B * n) or O(params) and
 left out (under 1% on every standard workload but seed-2x2, where nothing is compute).
 """
 from dataclasses import dataclass
