@@ -33,7 +33,8 @@ if kind == "fastbp":
     net = make_net(w, np.dtype(dtype), name)
     loss = net.train_step(X, y, spec.fastbp())
 else:
-    __import__(peers.PEERS[name].library)
+    for module in peers.PEERS[name].libraries(spec):
+        __import__(module)
     t2 = time.perf_counter()
     ref = make_net(w, np.dtype(dtype), "numpy")
     loss = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, spec).step()
