@@ -202,7 +202,7 @@ class MLP:
         # anything) saves the boundary a pass over the data: Ops.checks_finite; then arrays
         # that already are what the kernels take pass on attribute look-ups alone
         ops, arch = self._ops, self.arch
-        if not (ops.checks_finite and arch.loss != losses.CROSS_ENTROPY     # (labels: range-checked)
+        if not (ops.checks_finite and arch.loss == losses.MSE     # (labels and bce targets: range-checked)
                 and validation.ready_pair(X, y, arch.dtype, arch.sizes[0], arch.sizes[-1])):
             X, y = self._inputs(X, y, check_finite=not ops.checks_finite)
         return ops.train_step(self._state, ops.from_host(X), ops.from_host(y), optimizer)

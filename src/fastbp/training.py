@@ -75,6 +75,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         if optimizer is None:
             optimizer = saved_optimizer if saved is not None else Adam()
         net.check_optimizer(optimizer)
+    given_seed = int(seed) if isinstance(seed, numbers.Integral) else None     # recorded in the checkpoint
     if dp is not None:
         dp.check_same_inputs(X, y, validation, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                              seed=seed, resume=resume is not None, optimizer=repr(optimizer))
@@ -144,7 +145,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         with distributed.agreement(dp, "writing the checkpoint"):       # with comm: rank 0 writes
             if checkpoint is not None and distributed.is_root(comm):
                 checkpoints.save(net, checkpoint, optimizer, training=dict(
-                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=given_seed,
                     n_samples=n, rng=rng.bit_generator.state, history=history))
         if callback is not None:
             with distributed.agreement(dp, "the callback"):

@@ -2,6 +2,8 @@
 import gzip
 import numbers
 import os
+import re
+import warnings
 import zipfile
 from importlib import resources
 
@@ -38,7 +40,7 @@ def load_npz(path, x_key="X", y_key="y"):
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: cannot read the data set ({e})") from None
+        raise ValueError(f"{path}: cannot read the data set ({_in_our_words(e)})") from None
     if X.ndim == 1:
         X = X[:, None]
     return _checked(X, y, path)
@@ -59,11 +61,13 @@ def load_csv(path, label_column=-1, delimiter=",", skip_header="auto"):
             lines = f.read().splitlines()
         if skip_header == "auto":
             skip_header = bool(lines) and not _numeric_line(lines[0], delimiter)
-        table = np.loadtxt(lines[1 if skip_header else 0:], delimiter=delimiter, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():     # NumPy's "input contained no data": the check below says it
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(lines[1 if skip_header else 0:], delimiter=delimiter, dtype=np.float64, ndmin=2)
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read a numeric table ({e})") from None
+        raise ValueError(f"{path}: cannot read a numeric table ({_in_our_words(e)})") from None
     if table.shape[0] == 0:
         raise ValueError(f"{path}: no rows of data")
     n_cols = table.shape[1]
@@ -99,6 +103,20 @@ def train_test_split(X, y, test_fraction=0.2, seed=0):
     order = np.random.default_rng(seed).permutation(n)
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
+
+
+def _in_our_words(error):
+    """NumPy's reading errors without its advice to the programmer (`usecols`, `allow_pickle`),
+    which a user of fastbp cannot follow."""
+    text = str(error)
+    ragged = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", text)
+    if ragged:
+        return f"rows of different lengths: {ragged[1]} columns, then {ragged[2]} at row {ragged[3]}"
+    if "allow_pickle" in text or "pickled" in text:
+        return "it holds pickled Python objects, which fastbp never loads; save plain numeric arrays"
+    if isinstance(error, UnicodeDecodeError):
+        return "not a text file"
+    return text
 
 
 def _numeric_line(line, delimiter):
