@@ -1,4 +1,4 @@
-"""Fuzz cases for fastbp and the judge of each outcome (DESIGN.md, "Bad input").
+"""Fuzz cases for fastbp and the judge of each outcome (docs/design.md, "Bad input").
 
 A case is a call of `fb.kernels.*`, of an `MLP` method, or of a constructor, with arguments
 drawn at random: shapes with 0- and 1-sized dims and mismatches; dtypes float16, int, bool,
@@ -8,7 +8,7 @@ NaN/inf, tiny, huge and overflowing values; Python lists, tuples, scalars and No
 
 Each call must either
   * succeed, and then the contract says it should have (an independent check written from
-    DESIGN.md, not from validation.py), its result equals the NumPy reference on the
+    docs/design.md, not from validation.py), its result equals the NumPy reference on the
     documented conversion of the arguments (C-contiguous copies in the network's dtype),
     and no argument was written to; or
   * raise ValueError/TypeError with a message, the contract says it should have, and
@@ -32,7 +32,7 @@ from fastbp._kernels import reference
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu")
 LOSSES = ("mse", "cross_entropy", "bce")
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# The tolerance of DESIGN.md ("float64: 1e-10 relative; float32: rounding only"), here relative
+# The tolerance of docs/design.md ("float64: 1e-10 relative; float32: rounding only"), here relative
 # to the sum of the magnitudes that entered each output (a rounding-error bound).
 KERNEL_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 2e-4}
 # Network-level comparisons, relative to the largest magnitude of each array.
@@ -675,7 +675,7 @@ def constructor_is_valid(case):
             return False
         if any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
             return False
-        if kw["dtype"] is None:             # not NumPy's default float64: an error (DESIGN: a dtype is named)
+        if kw["dtype"] is None:             # not NumPy's default float64: an error (docs/design.md: a dtype is named)
             return False
         try:
             dt = np.dtype(kw["dtype"])

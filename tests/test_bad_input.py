@@ -1,4 +1,4 @@
-"""DESIGN.md's bad-input contract, case by case, on every backend.
+"""The bad-input contract of docs/design.md, case by case, on every backend.
 
 Each rejected call must raise ValueError/TypeError with a message naming the argument, and
 change nothing: parameters, gradients, and the optimizer's state (made non-trivial by one

@@ -35,7 +35,7 @@ def why_no_mpi():
     try:
         import mpi4py  # noqa: F401
     except ImportError:
-        return "mpi4py is not installed (pip install 'fastbp[mpi]')"
+        return "mpi4py is not installed (pip install mpi4py mpich)"
     if find_mpiexec() is None:
         return "no mpiexec found (pip install mpich)"
     return None

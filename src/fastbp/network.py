@@ -32,12 +32,28 @@ _NO_TARGETS = object()     # MLP._inputs called without targets
 class MLP:
     """A multilayer perceptron trained by backpropagation.
 
-    layer_sizes        (n_inputs, hidden..., n_outputs)
-    activation         hidden layers' activation; output_activation the last layer's
-    loss, reduction    "mse" | "cross_entropy" | "bce", and "mean" | "sum"
-    dtype              float32 or float64
-    backend            "auto" or a name from fastbp.available_backends()
-    seed               seeds the initial weights (None: fresh entropy)
+    The parameters live in one contiguous buffer (`flat_params`); `weights` and `biases`
+    are views into it on the CPU backends. Every method checks its arguments once, and a
+    rejected call changes nothing.
+
+    Args:
+        layer_sizes: `(n_inputs, hidden..., n_outputs)`, each >= 1.
+        activation: the hidden layers' activation: identity, sigmoid, tanh, relu,
+            leaky_relu, elu, softplus, gelu or silu.
+        output_activation: the last layer's activation (same names).
+        loss: "mse", "cross_entropy" (logits and integer labels) or "bce" (logits and
+            targets in [0, 1]).
+        reduction: "mean" or "sum" over the batch, as in torch.nn.functional.
+        dtype: float32 or float64.
+        backend: "auto" or a name from `fastbp.available_backends()`.
+        seed: seeds the initial weights (He-normal for relu-like layers, Glorot-uniform
+            otherwise; zero biases). None: fresh entropy.
+
+    Example:
+        ```python
+        net = fb.MLP([4, 32, 1], activation="tanh", loss="bce", seed=0)
+        loss = net.train_step(X, y, fb.Adam(lr=1e-2))
+        ```
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
