@@ -21,6 +21,7 @@ child process, which is how the tests show that no input kills the interpreter.
 """
 import json
 import math
+import os
 import sys
 import warnings
 
@@ -107,6 +108,26 @@ def inject_special(ch, rng, a):
 
 
 LAYOUTS = ("C", "fortran", "strided", "negative", "readonly", "broadcast", "unaligned", "matrix")
+FULL = os.environ.get("FASTBP_FULL") == "1"
+
+
+def readonly_together(arrays):
+    """The default run: when one array of a call is C-contiguous and read-only, every array
+    of the call becomes a C-contiguous read-only copy (same values and dtypes). Numba
+    compiles a kernel once per combination of read-only arguments (a flag of the array
+    type; arrays of other layouts arrive as writable copies), so independent draws cost one
+    compile per combination: minutes with an empty cache. Read-only inputs still reach
+    every kernel and network pass, all or none at a time, and every other layout is still
+    drawn; FASTBP_FULL=1 draws each argument's layout independently (every combination)."""
+    if FULL or not any(isinstance(a, np.ndarray) and not a.flags.writeable and a.flags.c_contiguous for a in arrays):
+        return arrays
+    frozen = []
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            a = np.array(a, order="C")          # a base-class copy, C-contiguous and aligned
+            a.setflags(write=False)
+        frozen.append(a)
+    return frozen
 
 
 def relayout(a, layout):
@@ -321,7 +342,8 @@ def draw_kernel_case(ch, max_dim=5):
         if isinstance(a, np.ndarray) and ch.chance(0.4):
             a = relayout(a, ch.choice(LAYOUTS))
         args[name] = a
-    return dict(family="kernel", kernel=kernel, activation=activation, args=[args[n] for n in order], names=order)
+    return dict(family="kernel", kernel=kernel, activation=activation, args=readonly_together([args[n] for n in order]),
+                names=order)
 
 
 def kernel_call_is_valid(kernel, args, activation):
@@ -532,6 +554,7 @@ def draw_api_case(ch):
     batch = ch.integer(1, 6)
     X = draw_features(ch, rng, batch, sizes[0], dtype)
     y = draw_targets(ch, rng, config["loss"], batch, sizes[-1])
+    X, y = readonly_together([X, y])
     method = ch.choice(("train_step", "loss_and_grad", "forward", "loss_value"))
     optimizer = ch.choice(tuple(OPTIMIZERS))
     bad_optimizer = ch.choice((None, "not_an_optimizer", "bound_elsewhere")) if ch.chance(0.08) else None
