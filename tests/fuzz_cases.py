@@ -507,7 +507,10 @@ def features_are_valid(X, n_in, dtype):
     if arr.dtype.kind not in "biuf" or arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != n_in:
         return False
     with np.errstate(all="ignore"):
-        return bool(np.isfinite(arr.astype(dtype)).all())
+        v = arr.astype(dtype)
+    if not np.isfinite(v).all():
+        return False
+    return loss != "bce" or bool(((v >= 0) & (v <= 1)).all())      # bce targets are probabilities
 
 
 def targets_are_valid(y, loss, batch, n_out, dtype):
@@ -529,7 +532,10 @@ def targets_are_valid(y, loss, batch, n_out, dtype):
     if arr.shape != (batch, n_out):
         return False
     with np.errstate(all="ignore"):
-        return bool(np.isfinite(arr.astype(dtype)).all())
+        v = arr.astype(dtype)
+    if not np.isfinite(v).all():
+        return False
+    return loss != "bce" or bool(((v >= 0) & (v <= 1)).all())      # bce targets are probabilities
 
 
 def converted_targets(y, loss, dtype, n_out):

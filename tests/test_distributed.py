@@ -116,7 +116,7 @@ def test_fastbp_train_error_on_every_rank_exits_cleanly(tmp_path):
                          "--save", str(tmp_path / "missing-folder" / "net.npz")], timeout=60)
     assert code != 0, out
     errors = [line for line in out.splitlines() if line.startswith("fastbp train: error:")]
-    assert len(errors) == 1 and "checkpoint" in errors[0], out
+    assert len(errors) == 1 and "--save: the folder" in errors[0], out
 
 
 # ---- without MPI ----
