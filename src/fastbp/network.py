@@ -11,18 +11,37 @@ from .layout import Architecture, FlatBuffer, NetState
 from .optim import Optimizer
 
 
-def initial_parameters(arch, seed):
-    """He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases.
-    Drawn in float64 from one seeded generator, so both dtypes start from the same values."""
-    rng = validation.random_generator(seed)
+INITS = ("auto", "sklearn")
+
+
+def initial_parameters(arch, seed, init="auto"):
+    """The starting parameter vector, drawn in float64 and cast (both dtypes start from the
+    same values).
+
+    "auto"     He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases;
+               from np.random.default_rng(seed)
+    "sklearn"  scikit-learn's MLP: weights and biases uniform in +-sqrt(f / (n_in + n_out)),
+               f = 2 when the hidden activation is sigmoid, else 6, every layer; drawn as it
+               draws them (np.random.RandomState(seed), layer by layer, weights then biases),
+               so that seed s starts where MLPClassifier(random_state=s) starts
+
+    `seed` may also be a np.random.RandomState or Generator, which is then drawn from.
+    """
+    if init == "sklearn":
+        rng = validation.random_state(seed)
+        factor = 2.0 if arch.n_layers > 1 and arch.activations[0] == activations.SIGMOID else 6.0
+    else:
+        rng = validation.random_generator(seed)
     flat = np.zeros(arch.n_params, dtype=np.float64)
     for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
-        if code in activations.RELU_LIKE:
-            w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=n_in * n_out)
+        if init == "sklearn":
+            limit = np.sqrt(factor / (n_in + n_out))
+            flat[w_at:b_at + n_out] = rng.uniform(-limit, limit, size=n_in * n_out + n_out)
+        elif code in activations.RELU_LIKE:
+            flat[w_at:b_at] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=n_in * n_out)
         else:
             limit = np.sqrt(6.0 / (n_in + n_out))
-            w = rng.uniform(-limit, limit, size=n_in * n_out)
-        flat[w_at:b_at] = w
+            flat[w_at:b_at] = rng.uniform(-limit, limit, size=n_in * n_out)
     return flat.astype(arch.dtype)
 
 
@@ -48,6 +67,8 @@ class MLP:
         backend: "auto" or a name from `fastbp.available_backends()`.
         seed: seeds the initial weights (He-normal for relu-like layers, Glorot-uniform
             otherwise; zero biases). None: fresh entropy.
+        init: how the initial weights are drawn: "auto" (as above) or "sklearn"
+            (scikit-learn's MLP initialisation; `fastbp.network.initial_parameters`).
 
     Example:
         ```python
@@ -57,7 +78,7 @@ class MLP:
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
-                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None):
+                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None, init="auto"):
         sizes = validation.layer_sizes(layer_sizes)
         hidden = activations.code(activation, "activation")
         output = activations.code(output_activation, "output_activation")
@@ -68,9 +89,11 @@ class MLP:
             reduction=losses.reduction_code(reduction),
             dtype=validation.float_dtype(dtype),
         )
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
         self.backend = resolve(backend, self.arch)
         self._ops = get_ops(self.backend)
-        params = self._ops.from_host(initial_parameters(self.arch, seed))
+        params = self._ops.from_host(initial_parameters(self.arch, seed, init))
         grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
         self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {})
 

@@ -4,7 +4,8 @@
    leaves the network, the optimizer and any checkpoint exactly as they were.
 2. The training step is chosen once (`make_step`): one call per mini-batch.
 3. Each epoch: shuffle, step through the batches, record loss / metric / throughput (and
-   per-layer gradient norms on request), write the checkpoint atomically.
+   per-layer gradient norms on request), write the checkpoint atomically, then apply the
+   learning-rate schedule and the early-stopping rule (fastbp.schedules).
 
 A non-finite loss raises FloatingPointError naming the epoch and batch; the backend's
 train_step raises before updating, so the parameters and the optimizer state stay at their
@@ -24,12 +25,14 @@ from . import validation
 from .diagnostics import GradientFlowMonitor
 from .metrics import metric_name, score
 from .optim import Adam
+from .schedules import Adaptive, EarlyStopping
 
 EVAL_ROWS = 8192        # rows per forward pass when measuring the loss / metric of a whole set
 
 
 def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, validation_data=None,
-        seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None):
+        seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None,
+        validation_split=None, lr_schedule=None, early_stopping=None):
     """Train `net` on (X, y) by mini-batch backpropagation (also `net.fit(X, y, ...)`).
 
     Every argument and the data are checked before anything changes.
@@ -59,6 +62,16 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             arguments; each global batch is split across the ranks; rank 0's weights are
             broadcast first; rank 0 alone draws the progress bar and writes the
             checkpoint; an error on any rank stops every rank.
+        validation_split: a fraction in (0, 1): that share of the rows, drawn by the
+            generator seeded by `seed` before training, is held out as the validation
+            data (instead of validation_data).
+        lr_schedule: `fastbp.schedules.InverseScaling` or `Adaptive`: sets optimizer.lr
+            after each epoch (history["lr"] records the rate each epoch ran with).
+        early_stopping: a `fastbp.schedules.EarlyStopping`: after each epoch (and the
+            callback) it counts epochs without improvement of its monitored history value;
+            at a plateau training stops, or Adaptive lowers the rate. With restore_best the
+            best epoch's parameters are put back at the end. The object keeps its state
+            across calls, like an optimizer.
 
     Returns:
         history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch
@@ -83,6 +96,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
         X, y = net._inputs(X, y)
         validation = _validation_data(net, validation_data)
+        split = _validation_split(validation_split, validation, X.shape[0], resume)
+        _check_schedules(net, lr_schedule, early_stopping, validation is not None or split is not None, resume)
         checkpoint = _checkpoint_path(checkpoint)
         saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle)
         if optimizer is None:
@@ -97,7 +112,10 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     # ---- 2. set up: the state to start from, the step, the batches ----
     ops, state = net._ops, net._state
     rng = np.random.default_rng(seed)
-    history = _new_history(net, validation is not None, grad_norms)
+    if split is not None:                   # hold out the validation rows (drawn before any shuffle)
+        rows = rng.permutation(X.shape[0])
+        X, y, validation = X[rows[split:]], y[rows[split:]], (X[rows[:split]], y[rows[:split]])
+    history = _new_history(net, validation is not None, grad_norms, lr_schedule is not None)
     first_epoch = 1
     if saved is not None:
         net.set_flat_params(saved.params)
@@ -115,6 +133,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     monitor = GradientFlowMonitor(net.arch) if grad_norms else None
     show_bar = progress_shown(progress) and distributed.is_root(comm)
     metric = metric_name(net.arch.loss)
+    lr_init = optimizer.lr
 
     # ---- 3. the epochs ----
     for epoch in range(first_epoch, epochs + 1):
@@ -145,6 +164,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         history["loss"].append(total / n if net.reduction == "mean" else total)
         history["samples_per_s"].append(n / seconds if seconds > 0 else float("inf"))
         history["seconds"].append(seconds)
+        if lr_schedule is not None:
+            history["lr"].append(optimizer.lr)
         history[metric].append(evaluate(net, X, y)[1])
         if validation is not None:
             val_loss, val_metric = evaluate(net, *validation)
@@ -165,7 +186,27 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
                 stop = callback(epoch, history) is True
             if stop if dp is None else dp.any_rank(stop):                 # with comm: any rank stops all
                 break
+        if lr_schedule is not None or early_stopping is not None:
+            stop = _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, epoch * n)
+            if stop if dp is None else dp.any_rank(stop):       # (the ranks' histories agree: a safeguard)
+                break
+    if early_stopping is not None:
+        early_stopping.restore(net)
     return history
+
+
+def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, samples_seen):
+    """After an epoch: the early-stopping count, then the schedule's rate; -> stop training?"""
+    plateau = early_stopping is not None and early_stopping.update(history[early_stopping.monitor][-1], net)
+    if lr_schedule is not None:
+        optimizer.lr = lr_schedule.after_epoch(optimizer.lr, lr_init, samples_seen)
+    if not plateau:
+        return False
+    lower = lr_schedule.on_plateau(optimizer.lr) if lr_schedule is not None else None
+    if lower is None:
+        return True
+    optimizer.lr, early_stopping.count = lower, 0
+    return False
 
 
 # ---- the training step: one call per mini-batch ----
@@ -233,9 +274,11 @@ def _progress_bar(epoch, epochs, total):
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def _new_history(net, with_validation, grad_norms):
+def _new_history(net, with_validation, grad_norms, with_lr=False):
     metric = metric_name(net.arch.loss)
     keys = ["epoch", "loss", metric, "samples_per_s", "seconds"]
+    if with_lr:
+        keys.append("lr")
     if with_validation:
         keys += ["val_loss", "val_" + metric]
     if grad_norms:
@@ -274,6 +317,47 @@ def _validation_data(net, validation_data):
     y_val = validation.targets(validation_data[1], net.arch.loss, net.dtype, X_val.shape[0],
                                net.arch.sizes[-1], name="validation_data y")
     return X_val, y_val
+
+
+def _validation_split(fraction, validation, n, resume):
+    """-> the number of rows held out, or None."""
+    if fraction is None:
+        return None
+    if resume is not None:
+        raise ValueError("resume does not record a validation_split's rows yet: resume with validation_data")
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"validation_split must be a fraction in (0, 1); got {fraction!r}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be a fraction in (0, 1); got {fraction!r}")
+    if validation is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    held_out = int(round(fraction * n))
+    if not 1 <= held_out < n:
+        raise ValueError(f"validation_split={fraction} of {n} rows leaves {held_out} for validation "
+                         f"and {n - held_out} for training: both need at least one")
+    return held_out
+
+
+def _check_schedules(net, lr_schedule, early_stopping, with_validation, resume):
+    if lr_schedule is not None and not (callable(getattr(lr_schedule, "after_epoch", None))
+                                        and callable(getattr(lr_schedule, "on_plateau", None))):
+        raise TypeError(f"lr_schedule must be a fastbp.schedules schedule (InverseScaling, Adaptive); "
+                        f"got {type(lr_schedule).__name__}")
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be a fastbp.schedules.EarlyStopping; "
+                            f"got {type(early_stopping).__name__}")
+        if early_stopping.monitor.startswith("val_") and not with_validation:
+            raise ValueError(f"early_stopping monitors {early_stopping.monitor!r}: give validation_data "
+                             "or validation_split")
+        if early_stopping.monitor.removeprefix("val_") not in ("loss", metric_name(net.arch.loss)):
+            raise ValueError(f"early_stopping monitors {early_stopping.monitor!r}, which this network does "
+                             f"not record (its metric is {metric_name(net.arch.loss)!r})")
+    elif isinstance(lr_schedule, Adaptive):
+        raise ValueError("lr_schedule Adaptive lowers the rate at early_stopping's plateaus: give early_stopping too")
+    if resume is not None and (lr_schedule is not None or early_stopping is not None):
+        raise ValueError("resume does not carry a learning-rate schedule's or early stopping's "
+                         "state yet: resume without lr_schedule and early_stopping")
 
 
 def _checkpoint_path(path):

@@ -26,11 +26,27 @@ def float_dtype(dtype, argument="dtype"):
 
 
 def random_generator(seed, argument="seed"):
-    """np.random.default_rng(seed), its errors naming the argument."""
+    """np.random.default_rng(seed), its errors naming the argument; a RandomState is
+    returned as it is (it draws with the same method names)."""
+    if isinstance(seed, np.random.RandomState):
+        return seed
     try:
         return np.random.default_rng(seed)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{argument} must be None or a non-negative integer; got {seed!r} ({e})") from None
+
+
+def random_state(seed, argument="seed"):
+    """np.random.RandomState(seed) (a RandomState or Generator is returned as it is), its
+    errors naming the argument."""
+    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not (seed is None or isinstance(seed, numbers.Integral)):
+        raise TypeError(f"{argument} must be None, a non-negative integer or a numpy RandomState; got {seed!r}")
+    try:
+        return np.random.RandomState(seed)
+    except ValueError as e:
+        raise ValueError(f"{argument} must be None or an integer in [0, 2**32); got {seed!r} ({e})") from None
 
 
 def sequence_of(value, n, argument):
