@@ -24,7 +24,7 @@ def add_arguments(parser):
     data.add_argument("--label-column", type=int, default=-1, metavar="N", help="label column of a .csv (default: last)")
     data.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="validation share (default 0.1)")
     data.add_argument("--test-fraction", type=float, default=0.2, metavar="F", help="test share (default 0.2)")
-    model = parser.add_argument_group("network (with --resume: taken from the checkpoint)")
+    model = parser.add_argument_group("network (with --resume: left out, the checkpoint's; given, must match it)")
     model.add_argument("--layers", default=None, metavar="N,N,...",
                        help=f"hidden layer sizes, comma-separated (default {DEFAULTS['layers']}; '' for none)")
     model.add_argument("--activation", default=None, choices=activations.NAMES, metavar="NAME",
@@ -34,7 +34,7 @@ def add_arguments(parser):
     model.add_argument("--backend", default="auto", help="numpy, numba, cython, cuda or auto (default)")
     model.add_argument("--dtype", default=None, choices=("float32", "float64"),
                        help=f"default {DEFAULTS['dtype']}")
-    opt = parser.add_argument_group("training (with --resume: a value given must match the checkpoint's)")
+    opt = parser.add_argument_group("training (with --resume: left out, the checkpoint's; given, must match it)")
     opt.add_argument("--optimizer", default=None, choices=("adam", "sgd"), help=f"default {DEFAULTS['optimizer']}")
     opt.add_argument("--lr", type=options.positive_float, default=None,
                      help=f"learning rate (default {DEFAULTS['lr']:g})")
