@@ -123,8 +123,8 @@ def test_info():
     (["train", "--data", "/no/such/file.csv"], "/no/such/file.csv"),
     (["train", "--resume", "/no/such/ckpt.npz"], "/no/such/ckpt.npz"),
     (["train", "--lr", "-1", "--epochs", "1"], "lr"),
-    (["train", "--save", "/no/such/folder/x.npz", "--epochs", "1"], "--save: the folder /no/such/folder"),
-    (["train", "--plot", "/no/such/folder/x.png"], "--plot: the folder /no/such/folder"),
+    (["train", "--save", "/no/such/folder/x.npz", "--epochs", "1"], "--save: cannot write /no/such/folder/x.npz"),
+    (["train", "--plot", "/no/such/folder/x.png"], "--plot: cannot write /no/such/folder/x.png"),
     (["train", "--seed", "-3"], "--seed"),
     (["train", "--threads", "0"], "--threads"),
     (["train", "--momentum", "1.5", "--optimizer", "sgd"], "--momentum"),
@@ -174,7 +174,8 @@ def test_every_output_path_is_checked_before_training(tmp_path):
     pytest.importorskip("matplotlib")
     r = fastbp("train", "--save", tmp_path / "ok.npz", "--plot", tmp_path / "missing" / "curves.png")
     assert r.returncode == 1 and r.stdout == "", "nothing may run before the paths are checked"
-    assert r.stderr.strip() == f"fastbp train: error: --plot: the folder {tmp_path / 'missing'} does not exist"
+    assert r.stderr.strip() == (f"fastbp train: error: --plot: cannot write {tmp_path / 'missing' / 'curves.png'}: "
+                                f"the folder {tmp_path / 'missing'} does not exist")
     assert not (tmp_path / "ok.npz").exists()
 
 
@@ -184,7 +185,7 @@ def test_an_unwritable_save_folder_names_the_option_and_the_folder(tmp_path):
     r = fastbp("train", "--save", "/sys/m.npz", "--epochs", "1")
     assert r.returncode == 1 and r.stdout == ""
     line = r.stderr.strip()
-    assert line.startswith("fastbp train: error: --save: cannot write in /sys") and ".tmp" not in line
+    assert line.startswith("fastbp train: error: --save: cannot write /sys/m.npz") and ".tmp" not in line
 
 
 @pytest.fixture(scope="module")
@@ -243,9 +244,9 @@ def test_output_into_a_closed_pipe_ends_quietly():
 
 @pytest.mark.parametrize("name, content, hint", [
     ("empty.csv", b"", "no rows of data"),
-    ("ragged.csv", b"1,2,3\n4,5\n", "rows of different lengths: 3 columns, then 2 at row 2"),
+    ("ragged.csv", b"1,2,3\n4,5\n", "line 2 has 2 columns; the lines before it have 3"),
     ("binary.csv", b"\x93NUMPY\x01\x00", "not a text file"),
-    ("objects.npz", None, "pickled Python objects"),
+    ("objects.npz", None, "is not a plain numeric dtype"),
 ])
 def test_data_errors_are_ours_not_numpys(tmp_path, name, content, hint):
     path = tmp_path / name

@@ -46,7 +46,7 @@ def main(argv=None):
     except BrokenPipeError:
         _quiet_stdout()
         return 128 + signal.SIGPIPE
-    except (ValueError, TypeError, OSError, FloatingPointError) as e:
+    except (ValueError, TypeError, OSError, FloatingPointError, MemoryError, ImportError) as e:
         print(f"fastbp {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

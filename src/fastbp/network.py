@@ -5,7 +5,7 @@ once at the boundary, keeps the buffers, and never branches on the backend.
 """
 import numpy as np
 
-from . import activations, losses, validation
+from . import activations, losses, memory, validation
 from ._kernels import get_ops, resolve
 from .layout import Architecture, FlatBuffer, NetState
 from .optim import Optimizer
@@ -19,7 +19,9 @@ def initial_parameters(arch, seed, init="auto"):
     same values).
 
     "auto"     He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases;
-               from np.random.default_rng(seed)
+               from np.random.default_rng(seed), each layer drawn straight into the flat
+               buffer (no per-layer temporary): building a float32 network peaks at 3x its
+               parameter memory (the float64 draw and its float32 copy)
     "sklearn"  scikit-learn's MLP: weights and biases uniform in +-sqrt(f / (n_in + n_out)),
                f = 2 when the hidden activation is sigmoid, else 6, every layer; drawn as it
                draws them (np.random.RandomState(seed), layer by layer, weights then biases),
@@ -34,15 +36,28 @@ def initial_parameters(arch, seed, init="auto"):
         rng = validation.random_generator(seed)
     flat = np.zeros(arch.n_params, dtype=np.float64)
     for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
+        w = flat[w_at:b_at]
         if init == "sklearn":
             limit = np.sqrt(factor / (n_in + n_out))
             flat[w_at:b_at + n_out] = rng.uniform(-limit, limit, size=n_in * n_out + n_out)
-        elif code in activations.RELU_LIKE:
-            flat[w_at:b_at] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=n_in * n_out)
-        else:
+        elif code in activations.RELU_LIKE:          # = rng.normal(0, std), the same numbers
+            rng.standard_normal(out=w)
+            w *= np.sqrt(2.0 / n_in)
+        else:                                        # = rng.uniform(-limit, limit), the same numbers
             limit = np.sqrt(6.0 / (n_in + n_out))
-            flat[w_at:b_at] = rng.uniform(-limit, limit, size=n_in * n_out)
-    return flat.astype(arch.dtype)
+            rng.random(out=w)
+            w *= 2 * limit
+            w -= limit
+    return flat if arch.dtype == flat.dtype else flat.astype(arch.dtype)
+
+
+def architecture(layer_sizes, activation, output_activation, loss, reduction, dtype):
+    """MLP's description arguments, checked -> Architecture (nothing allocated)."""
+    sizes = validation.layer_sizes(layer_sizes)
+    hidden = activations.code(activation, "activation")
+    output = activations.code(output_activation, "output_activation")
+    return Architecture(sizes=sizes, activations=(hidden,) * (len(sizes) - 2) + (output,), loss=losses.code(loss),
+                        reduction=losses.reduction_code(reduction), dtype=validation.float_dtype(dtype))
 
 
 _NO_TARGETS = object()     # MLP._inputs called without targets
@@ -79,23 +94,32 @@ class MLP:
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
                  loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None, init="auto"):
-        sizes = validation.layer_sizes(layer_sizes)
-        hidden = activations.code(activation, "activation")
-        output = activations.code(output_activation, "output_activation")
-        self.arch = Architecture(
-            sizes=sizes,
-            activations=(hidden,) * (len(sizes) - 2) + (output,),
-            loss=losses.code(loss),
-            reduction=losses.reduction_code(reduction),
-            dtype=validation.float_dtype(dtype),
-        )
+        self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
         self.backend = resolve(backend, self.arch)
+        memory.require(memory.network_bytes(self.arch), self._parameters_text())
+        self._allocate(initial_parameters(self.arch, seed, init))
+
+    @classmethod
+    def _with_parameters(cls, arch, flat, backend):
+        """A network of `arch` holding the checked host vector `flat` (no random start drawn):
+        how a checkpoint becomes a network."""
+        net = cls.__new__(cls)
+        net.arch = arch
+        net.backend = resolve(backend, arch)
+        net._allocate(flat)
+        return net
+
+    def _allocate(self, host_params):
         self._ops = get_ops(self.backend)
-        params = self._ops.from_host(initial_parameters(self.arch, seed, init))
+        params = self._ops.from_host(host_params)
+        del host_params                  # (a float64 draw is freed before the gradients exist)
         grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
         self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {})
+
+    def _parameters_text(self):
+        return f"MLP({list(self.arch.sizes)}) {self.arch.dtype.name}: {self.arch.n_params:,} parameters"
 
     # ---- description ----
     @property

@@ -10,6 +10,10 @@
 A non-finite loss raises FloatingPointError naming the epoch and batch; the backend's
 train_step raises before updating, so the parameters and the optimizer state stay at their
 last finite values, and the last checkpoint (written at the end of an earlier epoch) is intact.
+An update can overflow although its loss was finite (learning rate x gradient beyond the
+dtype's range): the parameters are checked once per epoch, before the checkpoint is written,
+and non-finite ones stop training with a FloatingPointError that says so (no checkpoint is
+ever written from them).
 """
 import copy
 import numbers
@@ -20,8 +24,7 @@ import time
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import distributed
-from . import validation
+from . import distributed, files, memory, validation
 from .diagnostics import GradientFlowMonitor
 from .metrics import metric_name, score
 from .optim import Adam
@@ -99,12 +102,19 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         split = _validation_split(validation_split, validation, X.shape[0], resume)
         _check_schedules(net, lr_schedule, early_stopping, validation is not None or split is not None, resume)
         checkpoint = _checkpoint_path(checkpoint)
-        saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle)
+        saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle, epochs)
         if optimizer is None:
             optimizer = saved_optimizer if saved is not None else Adam()
         net.check_optimizer(optimizer)
+        if saved is None and not net._ops.all_finite(net.flat_params):
+            raise ValueError("the network's parameters contain NaN or inf (written through net.weights?)")
+        memory.require(memory.training_bytes(net.arch, 0 if optimizer.state else len(optimizer.state_names),
+                                             min(batch_size, X.shape[0]), min(X.shape[0], EVAL_ROWS)),
+                       f"fit of {net._parameters_text()}, with {type(optimizer).__name__} state and batch {batch_size},")
+
     given_seed = int(seed) if isinstance(seed, numbers.Integral) else None     # recorded in the checkpoint
     if dp is not None:
+        dp.check_same_network(net, optimizer, saved)
         dp.check_same_inputs(X, y, validation, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                              seed=seed, resume=resume is not None, optimizer=repr(optimizer))
         seed = dp.common_seed(seed)
@@ -148,9 +158,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             except FloatingPointError as e:
                 if bar is not None:
                     bar.close()
-                raise FloatingPointError(
-                    f"non-finite loss in epoch {epoch}, batch {batch} of {n_batches}: training stopped; "
-                    f"the parameters are those after the last finite step ({e})") from None
+                raise _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, e) from None
             total += loss * Xb.shape[0] if net.reduction == "mean" else loss
             if monitor is not None:
                 monitor.record(ops.to_host(state.grads.flat))
@@ -159,6 +167,10 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
                     bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
                 bar.update(1)
         seconds = time.perf_counter() - started
+        if _non_finite(net, optimizer):                       # an update overflowed on a finite loss
+            if bar is not None:
+                bar.close()
+            raise _stopped(net, optimizer, epoch, n_batches, n_batches, checkpoint, None)
 
         history["epoch"].append(epoch)
         history["loss"].append(total / n if net.reduction == "mean" else total)
@@ -193,6 +205,31 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     if early_stopping is not None:
         early_stopping.restore(net)
     return history
+
+
+def _non_finite(net, optimizer):
+    """-> "parameters" or "optimizer state" if either holds NaN or inf (one pass each), else None."""
+    ops = net._ops
+    if not ops.all_finite(net.flat_params):
+        return "parameters"
+    if not all(ops.all_finite(buffer) for buffer in optimizer.state.values()):
+        return "optimizer state"
+    return None
+
+
+def _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, error):
+    """The FloatingPointError that stops fit, saying what is true of the parameters now."""
+    kept = f"; {checkpoint} was not written from them" if checkpoint is not None else ""
+    broken = _non_finite(net, optimizer)
+    if error is not None and broken is None:
+        return FloatingPointError(f"training stopped in epoch {epoch}, batch {batch} of {n_batches}: {error}; "
+                                  f"the parameters are those after the last finite step{kept}")
+    when = (f"found after batch {batch} of {n_batches} of epoch {epoch}" if error is None else
+            f"found in epoch {epoch}, batch {batch} of {n_batches}, where the loss was not finite ({error})")
+    return FloatingPointError(
+        f"non-finite {broken} {when}: an update of this epoch overflowed although its loss was finite "
+        f"(learning rate x gradient beyond the {net.dtype} range); training stopped, and they cannot be "
+        f"used{kept}")
 
 
 def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, samples_seen):
@@ -367,17 +404,13 @@ def _checkpoint_path(path):
         path = os.fspath(path)
     except TypeError:
         raise TypeError(f"checkpoint must be a file path; got {type(path).__name__}") from None
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"checkpoint: folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"checkpoint: {path!r} is a folder; give a file path")
+    files.check_target(path, "checkpoint", probe=True)      # writable, for a regular file, before training
     return path
 
 
-def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle):
-    """Read and check a checkpoint to resume from (nothing applied yet)
-    -> (Checkpoint, the optimizer it holds), or (None, None)."""
+def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle, epochs):
+    """Read and check a checkpoint to resume from (nothing applied yet; checkpoints.read has
+    checked every section) -> (Checkpoint, the optimizer it holds), or (None, None)."""
     if resume is None:
         return None, None
     try:
@@ -396,6 +429,9 @@ def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle):
         if training.get(key) != value:
             raise ValueError(f"resume: {resume} was trained with {key}={training.get(key)!r}; this call has "
                              f"{key}={value!r} (resuming needs the same data and batching)")
+    if training["epoch"] > epochs:
+        raise ValueError(f"resume: {resume} has done {training['epoch']} epochs; epochs={epochs} asks for "
+                         f"fewer (epochs counts those in the checkpoint)")
     try:
         saved_optimizer = saved.build_optimizer(net)
     except (ValueError, TypeError, KeyError) as e:

@@ -83,7 +83,7 @@ def run(args):
     if args.json:
         options.output_file(args.json, "--json")
     if args.plot:
-        options.output_file(args.plot, "--plot")
+        options.output_file(args.plot, "--plot", inputs=[args.json])
         if args.cold:
             raise ValueError("--plot draws the timing table; it does not apply to --cold")
         why = report.check_plot_available()

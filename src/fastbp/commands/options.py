@@ -1,10 +1,9 @@
 """What the subcommands share: argparse types for numbers and lists, and the checks of the
-files a command will read or write, all run before any work starts. Every error names the
+files a command will read or write, run before any work starts. Every error names the
 option and the value or path the user gave."""
 import argparse
 import math
 import os
-import tempfile
 
 
 def _number(kind, text, rule, ok):
@@ -57,17 +56,11 @@ def input_file(path, option):
         raise ValueError(f"{option}: {path} is a folder; give a file")
 
 
-def output_file(path, option):
-    """ValueError naming the option unless a file can be written at `path`: its folder
-    exists and takes a new file (tried with an unnamed temporary file), and `path` is not
-    a folder. Checked before any work, so a long run does not fail at its end."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"{option}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"{option}: {path} is a folder; give a file path")
+def output_file(path, option, inputs=()):
+    """fastbp.files.check_target with a trial file in the folder (a long run must not fail at
+    its end because its output cannot be written), every error naming the option."""
+    from fastbp import files
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        files.check_target(path, option, inputs=inputs, probe=True)
     except OSError as e:
-        raise ValueError(f"{option}: cannot write in {folder} ({e.strerror or e})") from None
+        raise ValueError(f"{option}: {e}") from None

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from fastbp import files
+
 from . import options
 
 HELP = "train a network (default: a classifier on the built-in 8x8 digits) and report test accuracy"
@@ -97,12 +99,9 @@ def _train(args, comm, limits):
     hidden = options.layer_list(args.layers, "--layers", allow_empty=True)
     if args.data is not None:
         options.input_file(args.data, "--data")
-    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
-        if path:
-            options.output_file(path, option)
+    _check_outputs(args)
     if args.plot:
         _require_matplotlib()
-
     X, y, data_name = _load(args)
     loss = args.loss or "auto"
     if loss == "auto":
@@ -221,6 +220,7 @@ def plot_history(history, net, path):
     import matplotlib.pyplot as plt
 
     from fastbp.diagnostics import layer_names
+    files.check_target(path, "--plot")          # before drawing a figure that could not be written
     epochs = history["epoch"]
     metric = "accuracy" if "accuracy" in history else "r2"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -244,7 +244,8 @@ def plot_history(history, net, path):
         ax.grid(alpha=0.3)
     fig.suptitle(str(net), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    image_format = os.path.splitext(path)[1][1:].lower() or "png"
+    files.write_atomically(path, lambda f: fig.savefig(f, format=image_format, dpi=100), what="--plot")
     plt.close(fig)
 
 
@@ -253,6 +254,15 @@ def _require_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
+
+
+def _check_outputs(args):
+    """--save and --plot must be writable regular files (tried with a temporary file in their
+    folder, before any work), and neither the data nor each other."""
+    if args.save:
+        options.output_file(args.save, "--save", inputs=[args.data])
+    if args.plot:
+        options.output_file(args.plot, "--plot", inputs=[args.data, args.save, args.resume])
 
 
 def _check_fractions(args):
