@@ -1,6 +1,7 @@
 """The `fastbp` command: every subcommand runs (as a subprocess, `python -m fastbp ...`),
 and bad arguments exit nonzero with one line and no traceback."""
 import os
+import shlex
 import subprocess
 import sys
 
@@ -236,8 +237,8 @@ def test_output_into_a_closed_pipe_ends_quietly():
         os.close(write_end)
     assert r.stderr == ""
     assert r.returncode == 128 + 13         # as a Unix tool ended by SIGPIPE
-    r = subprocess.run("set -o pipefail; python -m fastbp info | head -1", shell=True, executable="/bin/bash",
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(f"set -o pipefail; {shlex.quote(sys.executable)} -m fastbp info | head -1", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, timeout=120)
     assert r.stdout.startswith("fastbp ") and len(r.stdout.splitlines()) == 1
     assert r.stderr == "" and r.returncode in (0, 141)     # 0 when all was written before head left
 
