@@ -1,5 +1,5 @@
 """fastbp backend="cuda" against PyTorch CUDA, one training step (forward, backward, SGD
-update), float32, TF32 off, on the issue's two workloads:
+update), float32, TF32 off, on two workloads:
 
     small   64-64-64-64-64-1, batch 65,536, relu, mse   (fused narrow path; also forced tiled)
     wide    1024-1024-1024-1024, batch 4,096, relu, mse (tiled path)

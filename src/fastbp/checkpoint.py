@@ -32,6 +32,7 @@ MAX_STEP_COUNT = 2 ** 53
 _ARCHITECTURE_KEYS = ("layer_sizes", "activation", "output_activation", "loss", "reduction", "dtype")
 _META_KEYS = {"format", "version", "optimizer", "training", *_ARCHITECTURE_KEYS}
 _TRAINING_KEYS = {"epoch", "epochs", "batch_size", "shuffle", "n_samples", "rng", "history"}
+_OPTIONAL_TRAINING_KEYS = {"seed"}      # fit's seed (an int or null); checkpoints written before it lack it
 
 
 @dataclass
@@ -208,8 +209,12 @@ def _is_number(value):
 
 def _check_training(training, n_layers):
     """fit's progress section: counts, the RNG state (tried on a scratch generator), the history."""
-    if not isinstance(training, dict) or set(training) != _TRAINING_KEYS:
-        raise ValueError(f"its training section is not {sorted(_TRAINING_KEYS)}")
+    if not isinstance(training, dict) or not _TRAINING_KEYS <= set(training) <= _TRAINING_KEYS | _OPTIONAL_TRAINING_KEYS:
+        raise ValueError(f"its training section is not {sorted(_TRAINING_KEYS)} (and optionally "
+                         f"{sorted(_OPTIONAL_TRAINING_KEYS)})")
+    seed = training.get("seed")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ValueError(f"its training seed {seed!r} is not null or a non-negative integer")
     for key in ("epochs", "batch_size", "n_samples"):
         if not _is_int(training[key]) or training[key] < 1:
             raise ValueError(f"its training {key} {training[key]!r} is not a positive integer")

@@ -19,7 +19,7 @@ as the single-process step does). Before training, `collective` runs the input c
 every rank and raises on all of them if any rank failed.
 
 mpi4py is imported only here, and only when a communicator is given: `import fastbp`
-never needs it (it is the optional extra `fastbp[mpi]`).
+never needs it (it is the optional extra "mpi": `pip install ".[mpi]"` from a checkout).
 """
 import contextlib
 import math
@@ -48,7 +48,7 @@ def check_comm(comm):
         MPI = _mpi()
     except ImportError:
         raise TypeError(f"comm must be an mpi4py communicator, but mpi4py is not installed "
-                        f"(pip install 'fastbp[mpi]'); got {type(comm).__name__}") from None
+                        f"(pip install mpi4py mpich); got {type(comm).__name__}") from None
     if not isinstance(comm, MPI.Intracomm):
         raise TypeError(f"comm must be an mpi4py intra-communicator such as MPI.COMM_WORLD; "
                         f"got {type(comm).__name__}")
@@ -85,7 +85,7 @@ def launcher_comm():
         MPI = _mpi()
     except ImportError:
         raise ImportError(f"started by mpiexec as one of {n} processes, but mpi4py is not installed, so "
-                          f"they cannot train together: pip install 'fastbp[mpi]'") from None
+                          f"they cannot train together: pip install mpi4py mpich") from None
     return MPI.COMM_WORLD
 
 

@@ -25,6 +25,8 @@ class TensorError:
 
 @dataclass
 class GradcheckReport:
+    """What `gradcheck` found: one TensorError per weight and bias tensor, and the
+    settings used; `str(report)` is a table."""
     eps: float
     atol: float
     rtol: float
@@ -58,8 +60,22 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
     """Compare net's backprop gradients with central finite differences, in float64.
 
     A float64 copy of `net` on the same backend is checked, so a float32 network is
-    checked for its mathematics, not its rounding. Tensors larger than
-    `max_checks_per_tensor` are checked on that many entries drawn at random (None: all).
+    checked for its mathematics, not its rounding. An entry passes when
+    |backprop - finite difference| <= atol + rtol * |finite difference|.
+
+    Args:
+        net: the `MLP` to check (unchanged).
+        X: a batch of inputs.
+        y: its targets.
+        eps: the finite-difference step.
+        atol: the absolute tolerance.
+        rtol: the relative tolerance.
+        max_checks_per_tensor: tensors larger than this are checked on that many entries
+            drawn at random (None: all).
+        seed: seeds that draw.
+
+    Returns:
+        GradcheckReport: the worst errors per tensor; `.passed` is True when all pass.
     """
     eps = _positive_finite(eps, "eps", allow_zero=False)
     atol, rtol = _positive_finite(atol, "atol"), _positive_finite(rtol, "rtol")

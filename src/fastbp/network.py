@@ -66,14 +66,30 @@ _NO_TARGETS = object()     # MLP._inputs called without targets
 class MLP:
     """A multilayer perceptron trained by backpropagation.
 
-    layer_sizes        (n_inputs, hidden..., n_outputs)
-    activation         hidden layers' activation; output_activation the last layer's
-    loss, reduction    "mse" | "cross_entropy" | "bce", and "mean" | "sum"
-    dtype              float32 or float64
-    backend            "auto" or a name from fastbp.available_backends()
-    seed               seeds the initial weights (None: fresh entropy)
-    init               how the initial weights are drawn: "auto" or "sklearn"
-                       (fastbp.network.initial_parameters)
+    The parameters live in one contiguous buffer (`flat_params`); `weights` and `biases`
+    are views into it on the CPU backends. Every method checks its arguments once, and a
+    rejected call changes nothing.
+
+    Args:
+        layer_sizes: `(n_inputs, hidden..., n_outputs)`, each >= 1.
+        activation: the hidden layers' activation: identity, sigmoid, tanh, relu,
+            leaky_relu, elu, softplus, gelu or silu.
+        output_activation: the last layer's activation (same names).
+        loss: "mse", "cross_entropy" (logits and integer labels) or "bce" (logits and
+            targets in [0, 1]).
+        reduction: "mean" or "sum" over the batch, as in torch.nn.functional.
+        dtype: float32 or float64.
+        backend: "auto" or a name from `fastbp.available_backends()`.
+        seed: seeds the initial weights (He-normal for relu-like layers, Glorot-uniform
+            otherwise; zero biases). None: fresh entropy.
+        init: how the initial weights are drawn: "auto" (as above) or "sklearn"
+            (scikit-learn's MLP initialisation; `fastbp.network.initial_parameters`).
+
+    Example:
+        ```python
+        net = fb.MLP([4, 32, 1], activation="tanh", loss="bce", seed=0)
+        loss = net.train_step(X, y, fb.Adam(lr=1e-2))
+        ```
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
@@ -249,7 +265,7 @@ class MLP:
         # anything) saves the boundary a pass over the data: Ops.checks_finite; then arrays
         # that already are what the kernels take pass on attribute look-ups alone
         ops, arch = self._ops, self.arch
-        if not (ops.checks_finite and arch.loss != losses.CROSS_ENTROPY     # (labels: range-checked)
+        if not (ops.checks_finite and arch.loss == losses.MSE     # (labels and bce targets: range-checked)
                 and validation.ready_pair(X, y, arch.dtype, arch.sizes[0], arch.sizes[-1])):
             X, y = self._inputs(X, y, check_finite=not ops.checks_finite)
         return ops.train_step(self._state, ops.from_host(X), ops.from_host(y), optimizer)

@@ -105,6 +105,14 @@ def optimizer_from_checkpoint(meta, arrays, net):
 
 
 class SGD(Optimizer):
+    """Stochastic gradient descent, with the semantics of torch.optim.SGD (dampening 0).
+
+    Args:
+        lr: the learning rate, > 0.
+        momentum: the momentum factor, >= 0 (0: plain SGD).
+        weight_decay: L2 penalty added to the gradient, >= 0.
+        nesterov: Nesterov momentum (needs momentum > 0).
+    """
     state_names = ("velocity",)
 
     def __init__(self, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
@@ -132,6 +140,14 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    """Adam, with the semantics of torch.optim.Adam (L2 weight decay added to the gradient).
+
+    Args:
+        lr: the learning rate, > 0.
+        betas: the decay rates `(beta1, beta2)` of the moment estimates, each in [0, 1).
+        eps: added to the denominator, >= 0.
+        weight_decay: L2 penalty added to the gradient, >= 0.
+    """
     state_names = ("m", "v")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):

@@ -36,44 +36,57 @@ EVAL_ROWS = 8192        # rows per forward pass when measuring the loss / metric
 def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, validation_data=None,
         seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None,
         validation_split=None, lr_schedule=None, early_stopping=None):
-    """Train `net` on (X, y) by mini-batch backpropagation; -> history.
+    """Train `net` on (X, y) by mini-batch backpropagation (also `net.fit(X, y, ...)`).
 
-    epochs           train until this many epochs are done (counting those in `resume`)
-    batch_size       rows per step; the last batch of an epoch holds the remainder
-    optimizer        a fastbp optimizer (default Adam(lr=1e-3)); updated in place
-    shuffle          reshuffle the rows each epoch, from a generator seeded by `seed`
-    validation_data  (X_val, y_val): loss and metric recorded after each epoch
-    progress         a progress bar per epoch on a terminal (stderr); quiet otherwise
-    checkpoint       path: after each epoch the network, the optimizer state and the training
-                     progress are written there atomically (temporary file + rename)
-    resume           path of such a checkpoint: continue from where it stopped; with the same
-                     data, batch_size and shuffle this reaches the same weights as one
-                     uninterrupted run. `optimizer` may be omitted (the saved one is rebuilt)
-    grad_norms       record per-layer gradient norms and warn (GradientFlowWarning, naming the
-                     layer) when one vanishes or explodes
-    callback         callback(epoch, history) after each epoch (and its checkpoint);
-                     returning True stops training
-    comm             an mpi4py communicator (e.g. MPI.COMM_WORLD): data-parallel training over
-                     its ranks (fastbp.distributed). Every rank passes the same X, y and
-                     arguments; each global batch is split across the ranks; rank 0's
-                     weights are broadcast first; rank 0 alone draws the progress bar and
-                     writes the checkpoint; an error on any rank stops every rank
-    validation_split a fraction in (0, 1): that share of the rows, drawn by the generator
-                     seeded by `seed` before training, is held out as the validation data
-                     (instead of validation_data)
-    lr_schedule      fastbp.schedules.InverseScaling or Adaptive: sets optimizer.lr after
-                     each epoch (history["lr"] records the rate each epoch ran with)
-    early_stopping   a fastbp.schedules.EarlyStopping: after each epoch (and the callback)
-                     it counts epochs without improvement of its monitored history value;
-                     at a plateau training stops, or Adaptive lowers the rate. With
-                     restore_best the best epoch's parameters are put back at the end.
-                     The object keeps its state across calls, like an optimizer
+    Every argument and the data are checked before anything changes.
 
-    history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch losses,
-    weighted by rows; a sum for reduction="sum"), "accuracy" or "r2" (on the training data
-    after the epoch), "val_loss" and "val_accuracy"/"val_r2" with validation_data,
-    "samples_per_s" (training steps only), "seconds", and "grad_norms" (a list per epoch,
-    layer 1 first) when asked. Resumed runs include the epochs done before.
+    Args:
+        net: the `MLP` to train, in place.
+        X: inputs (n, n_features); any real numeric array.
+        y: targets for the network's loss (integer labels for cross_entropy).
+        epochs: train until this many epochs are done (counting those in `resume`).
+        batch_size: rows per step; the last batch of an epoch holds the remainder.
+        optimizer: a fastbp optimizer (default `Adam(lr=1e-3)`); updated in place.
+        shuffle: reshuffle the rows each epoch, from a generator seeded by `seed`.
+        validation_data: `(X_val, y_val)`: loss and metric recorded after each epoch.
+        seed: seeds the shuffling (recorded in the checkpoint).
+        progress: a progress bar per epoch on a terminal (stderr); quiet otherwise.
+        checkpoint: a path: after each epoch the network, the optimizer state and the
+            training progress are written there atomically (temporary file + rename).
+        resume: the path of such a checkpoint: continue from where it stopped; with the
+            same data, batch_size and shuffle this reaches the same weights as one
+            uninterrupted run. `optimizer` may be omitted (the saved one is rebuilt).
+        grad_norms: record per-layer gradient norms and warn (GradientFlowWarning, naming
+            the layer) when one vanishes or explodes.
+        callback: `callback(epoch, history)` after each epoch (and its checkpoint);
+            returning True stops training.
+        comm: an mpi4py communicator (e.g. `MPI.COMM_WORLD`): data-parallel training over
+            its ranks (`fastbp.distributed`). Every rank passes the same X, y and
+            arguments; each global batch is split across the ranks; rank 0's weights are
+            broadcast first; rank 0 alone draws the progress bar and writes the
+            checkpoint; an error on any rank stops every rank.
+        validation_split: a fraction in (0, 1): that share of the rows, drawn by the
+            generator seeded by `seed` before training, is held out as the validation
+            data (instead of validation_data).
+        lr_schedule: `fastbp.schedules.InverseScaling` or `Adaptive`: sets optimizer.lr
+            after each epoch (history["lr"] records the rate each epoch ran with).
+        early_stopping: a `fastbp.schedules.EarlyStopping`: after each epoch (and the
+            callback) it counts epochs without improvement of its monitored history value;
+            at a plateau training stops, or Adaptive lowers the rate. With restore_best the
+            best epoch's parameters are put back at the end. The object keeps its state
+            across calls, like an optimizer.
+
+    Returns:
+        history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch
+            losses, weighted by rows; a sum for reduction="sum"), "accuracy" or "r2" (on
+            the training data after the epoch), "val_loss" and "val_accuracy"/"val_r2"
+            with validation_data, "samples_per_s" (training steps only), "seconds", and
+            "grad_norms" (a list per epoch, layer 1 first) when asked. Resumed runs
+            include the epochs done before.
+
+    Raises:
+        FloatingPointError: a non-finite loss, naming the epoch and batch; the parameters
+            stay at their last finite values.
     """
     # ---- 1. check everything once; nothing is changed before the end of this block ----
     dp = None if comm is None else distributed.DataParallel(comm, net)   # data-parallel over MPI ranks
@@ -98,6 +111,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         memory.require(memory.training_bytes(net.arch, 0 if optimizer.state else len(optimizer.state_names),
                                              min(batch_size, X.shape[0]), min(X.shape[0], EVAL_ROWS)),
                        f"fit of {net._parameters_text()}, with {type(optimizer).__name__} state and batch {batch_size},")
+
+    given_seed = int(seed) if isinstance(seed, numbers.Integral) else None     # recorded in the checkpoint
     if dp is not None:
         dp.check_same_network(net, optimizer, saved)
         dp.check_same_inputs(X, y, validation, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
@@ -176,7 +191,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         with distributed.agreement(dp, "writing the checkpoint"):       # with comm: rank 0 writes
             if checkpoint is not None and distributed.is_root(comm):
                 checkpoints.save(net, checkpoint, optimizer, training=dict(
-                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=given_seed,
                     n_samples=n, rng=rng.bit_generator.state, history=history))
         if callback is not None:
             with distributed.agreement(dp, "the callback"):

@@ -1,4 +1,4 @@
-"""Argument checks at the API boundary (DESIGN.md, "Bad input").
+"""Argument checks at the API boundary (docs/design.md, "Bad input").
 
 Everything is checked before anything is changed, so a rejected call leaves the network
 and the optimizer exactly as they were, and compiled kernels only ever see shapes and
@@ -190,6 +190,8 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     if loss != losses.CROSS_ENTROPY and _ready(y, dtype, 2) and y.shape == (batch, n_out):
         if check_finite:    # already what the kernels take (the per-step case)
             _check_finite(y, name)
+        if loss == losses.BCE:
+            _check_probabilities(y, name)
         return y
     arr = _real_array(y, name)
     if arr.ndim == 0 or arr.shape[0] != batch:
@@ -214,4 +216,15 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     original, arr = arr, _converted(arr, dtype)
     if check_finite:        # (cross_entropy labels above are always checked: they index memory)
         _check_finite(arr, name, original)
+    if loss == losses.BCE:
+        _check_probabilities(arr, name)
     return arr
+
+
+def _check_probabilities(y, name):
+    """BCE targets are probabilities: ValueError unless every finite value lies in [0, 1].
+    (NaN and inf are left to the finite check, here or in the backend's compiled call.)"""
+    low, high = y.min(), y.max()
+    if np.isfinite(low) and np.isfinite(high) and (low < 0 or high > 1):
+        raise ValueError(f"{name} must hold targets in [0, 1] for bce (binary labels or probabilities); "
+                         f"got values in [{low:g}, {high:g}]")

@@ -2,7 +2,7 @@
 # branch-free C that GCC vectorizes at -O3 with the baseline instruction set (SSE2), where
 # libm's tanhf is a scalar call. Computed in double and rounded once, so the float32 result
 # is the rounding of a value good to ~1e-10, i.e. float32 rounding only (unlike the Numba
-# backend's float32-lane approximations, numba_math.py, error <= 1e-6, which issue #5 asked for):
+# backend's float32-lane approximations, numba_math.py, error <= 1e-6, the bound the float32 tests ask for):
 #     exp(x), |x| <= 105   x = n ln2 + r with n = round(x / ln2) (the 1.5 * 2**52 trick: no
 #                          floor, which SSE2 lacks), |r| <= ln2/2; exp(r) by its Taylor
 #                          polynomial of degree 10 (truncation < 2e-12 relative); 2**n as two

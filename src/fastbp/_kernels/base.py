@@ -1,4 +1,4 @@
-"""The backend interface: the kernels of DESIGN.md, plus network-level steps built from them.
+"""The backend interface: the kernels of docs/design.md, plus network-level steps built from them.
 
 A backend is one `Ops` subclass in one module. Its kernels receive arrays that the API
 boundary has already checked (one float dtype, consistent shapes, finite, C-contiguous,

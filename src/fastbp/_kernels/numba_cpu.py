@@ -1,4 +1,4 @@
-"""The Numba CPU backend: the kernels of DESIGN.md and one-call network passes.
+"""The Numba CPU backend: the kernels of docs/design.md and one-call network passes.
 
 Kernels live in numba_kernels.py (activations with fast float32 forms from numba_math.py,
 size-aware matrix products, losses, optimizer updates); the fused forward / loss /

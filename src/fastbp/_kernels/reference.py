@@ -1,4 +1,4 @@
-"""The NumPy reference backend: the mathematics of DESIGN.md, written to be read.
+"""The NumPy reference backend: the mathematics of docs/design.md, written to be read.
 
 Every other backend is tested against this file, so it stays short and plain.
 """

@@ -117,7 +117,7 @@ def check_plot_available():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return "--plot needs matplotlib, which is not installed (pip install matplotlib, or fastbp[plot])"
+        return "--plot needs matplotlib, which is not installed (pip install matplotlib)"
     return None
 
 

@@ -5,18 +5,9 @@ How to read the output: bench/README.md. The machinery: fastbp.benchmark.
 """
 import sys
 
+from . import options
+
 HELP = "time fastbp's backends beside NumPy, PyTorch, JAX and scikit-learn on standard workloads"
-
-
-def _positive_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
 
 
 def add_arguments(parser):
@@ -32,11 +23,11 @@ def add_arguments(parser):
                         help="the update each step makes, every implementation with its own optimizer: "
                              "sgd (default: lr 0.01), momentum (lr 0.01, momentum 0.9), adam (lr 1e-3, "
                              "betas 0.9/0.999, eps 1e-8), comma-separated, or 'all'")
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
                         help="pin the process to N CPUs and limit every thread pool to N "
                              "(default: each library's own default)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--repeats", type=options.positive_int, default=None, metavar="N",
                         help="interleaved timing rounds (default 15; 3 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="few short rounds and a small GEMM: a smoke run, not a measurement")
@@ -86,7 +77,6 @@ def _backends(spec):
 
 
 def run(args):
-    from fastbp import files
     from fastbp.benchmark import compare, guard, optimizers, peers, report, threads, workloads
 
     # every argument is checked before anything is measured
@@ -98,9 +88,9 @@ def run(args):
     if args.threads is not None:
         threads.check(args.threads)
     if args.json:
-        files.check_target(args.json, "--json", probe=True)
+        options.output_file(args.json, "--json")
     if args.plot:
-        files.check_target(args.plot, "--plot", inputs=[args.json], probe=True)
+        options.output_file(args.plot, "--plot", inputs=[args.json])
         if args.cold:
             raise ValueError("--plot draws the timing table; it does not apply to --cold")
         why = report.check_plot_available()

@@ -70,7 +70,10 @@ def load_csv(path, label_column=-1, delimiter=",", skip_header="auto"):
         raise ValueError(f"{path}: cannot read a numeric table ({e})") from None
     try:
         table, header = _read_table(raw, size, path, delimiter, skip_header)
-    except (ValueError, OSError, EOFError, UnicodeDecodeError, MemoryError, zlib.error) as e:
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: cannot read a numeric table (not a text file: it holds bytes that are "
+                         f"not UTF-8)") from None
+    except (ValueError, OSError, EOFError, MemoryError, zlib.error) as e:
         raise ValueError(f"{path}: cannot read a numeric table ({e})") from None
     finally:
         raw.close()
@@ -164,7 +167,9 @@ def _read_table(raw, size, path, delimiter, skip_header):
         reopened = None if compressed else _reopenable(raw.fileno())
         if reopened is not None:            # NumPy reads a path in C chunks: 4x faster than lines, and no line list
             raw.seek(0)                     # (where /dev/fd/N duplicates the descriptor, its offset is shared)
-            return np.loadtxt(reopened, skiprows=header, **options), header
+            with warnings.catch_warnings():     # an empty file: "no rows of data" says it, not NumPy's warning
+                warnings.filterwarnings("ignore", message=".*input contained no data")
+                return np.loadtxt(reopened, skiprows=header, **options), header
         return _chunked(text, [] if header else [first], options), header
     except ValueError as e:
         raw.seek(0)
