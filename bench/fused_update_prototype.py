@@ -101,13 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fastbp.benchmark import threads
-    if args.threads:
-        threads.before_imports(args.threads)
-    import fastbp as fb
+    threads.for_script(args.threads)
     from fastbp.benchmark import guard, optimizers, timing, workloads
-    if args.threads:
-        threads.after_imports(args.threads)
-        fb.set_num_threads(args.threads)
     fused_momentum, fused_adam = build()
     no_labels = np.zeros(0, np.intp)
     for w in workloads.select(args.workloads):

@@ -47,13 +47,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fastbp.benchmark import threads
-    if args.threads:
-        threads.before_imports(args.threads)
-    import fastbp as fb
+    fb = threads.for_script(args.threads)
     from fastbp.benchmark import optimizers, peers, timing, workloads
-    if args.threads:
-        threads.after_imports(args.threads)
-        fb.set_num_threads(args.threads)
     print(f"threads: {args.threads or 'default'}; {threads.describe()}")
     backends = [b for b in ("numba", "cython") if b in fb.available_backends()]
     for w in workloads.select(args.workloads):

@@ -11,6 +11,8 @@ torch.optim, optax, ...; see peers.py); all of them follow torch's definitions:
 """
 from dataclasses import dataclass
 
+from .choices import pick
+
 
 @dataclass(frozen=True)
 class OptimizerSpec:
@@ -49,15 +51,4 @@ ALL = {o.name: o for o in (SGD, MOMENTUM, ADAM)}
 
 def select(spec):
     """'sgd' (default) | 'all' | 'sgd,adam,...' -> [OptimizerSpec]; ValueError naming an unknown one."""
-    if spec in (None, "", "sgd"):
-        return [SGD]
-    if spec == "all":
-        return list(ALL.values())
-    chosen = []
-    for name in (s.strip() for s in spec.split(",")):
-        if name not in ALL:
-            raise ValueError(f"--optimizer: unknown optimizer {name!r}; expected names from {list(ALL)} "
-                             f"(or 'all')")
-        if ALL[name] not in chosen:
-            chosen.append(ALL[name])
-    return chosen
+    return pick(spec, ALL, "--optimizer", {"sgd": [SGD], "all": ALL.values()})

@@ -22,6 +22,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .choices import pick
+
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 
 
@@ -334,15 +336,4 @@ PEERS = {p.name: p for p in (NumpyPeer(), TorchPeer(), JaxPeer(), SklearnPeer())
 
 def select(spec):
     """'all' | 'none' | 'numpy,torch,...' -> [Peer]; ValueError naming an unknown one."""
-    if spec in (None, "", "all"):
-        return list(PEERS.values())
-    if spec == "none":
-        return []
-    chosen = []
-    for name in (s.strip() for s in spec.split(",")):
-        if name not in PEERS:
-            raise ValueError(f"--peers: unknown peer {name!r}; expected names from {list(PEERS)} "
-                             f"(or 'all', 'none')")
-        if PEERS[name] not in chosen:
-            chosen.append(PEERS[name])
-    return chosen
+    return pick(spec, PEERS, "--peers", {"all": PEERS.values(), "none": []})

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .choices import pick
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -75,18 +77,7 @@ ALL = {w.name: w for w in STANDARD + EXTRAS}
 
 def select(spec):
     """'a,b,c' | 'standard' | 'all' -> [Workload]; ValueError naming an unknown one."""
-    if spec in (None, "", "standard"):
-        return list(STANDARD)
-    if spec == "all":
-        return list(ALL.values())
-    chosen = []
-    for name in (s.strip() for s in spec.split(",")):
-        if name not in ALL:
-            raise ValueError(f"--workloads: unknown workload {name!r}; expected names from "
-                             f"{list(ALL)} (or 'standard', 'all')")
-        if name not in (w.name for w in chosen):
-            chosen.append(ALL[name])
-    return chosen
+    return pick(spec, ALL, "--workloads", {"standard": STANDARD, "all": ALL.values()})
 
 
 def make_batch(workload, dtype, seed=0):
