@@ -1,4 +1,4 @@
-"""Builds the Cython kernels (src/fastbp/_kernels/*.pyx); everything else is in pyproject.toml.
+"""Builds the Cython kernels (src/fastbp/_kernels/*/*.pyx); everything else is in pyproject.toml.
 
 OpenMP: the kernels' elementwise passes use `prange`. The build tries the compiler with
 -fopenmp and drops it when that fails (or when FASTBP_NO_OPENMP=1): the kernels then run
@@ -52,7 +52,7 @@ def extension(pyx):
     with open(pyx, encoding="utf-8") as f:
         omp = omp_args if "prange" in f.read() else []      # OpenMP only for modules with prange loops
     return Extension(
-        "fastbp._kernels." + os.path.splitext(os.path.basename(pyx))[0],
+        os.path.splitext(os.path.relpath(pyx, "src"))[0].replace(os.sep, "."),
         [pyx],
         include_dirs=[numpy.get_include()],
         # -fno-trapping-math: no program here runs with FP traps enabled, and it lets GCC
@@ -63,7 +63,7 @@ def extension(pyx):
     )
 
 
-extensions = [extension(pyx) for pyx in sorted(glob.glob("src/fastbp/_kernels/*.pyx"))]
+extensions = [extension(pyx) for pyx in sorted(glob.glob("src/fastbp/_kernels/*/*.pyx"))]
 
 setup(ext_modules=cythonize(extensions, language_level=3, include_path=["src"],
                             compiler_directives={"boundscheck": False, "wraparound": False,

@@ -5,7 +5,7 @@ alone, interleaved in one process (medians of rounds), beside JAX jit and torch 
     python bench/numba_profile.py [workload ...] [--rounds N] [--no-peers] [--gemm]
 
 --gemm times the register-blocked loops against BLAS (np.dot in njit) on the benchmark
-shapes, which is how numba_kernels.BLAS_MIN_FLOPS was chosen.
+shapes, which is how numba_cpu.products.BLAS_MIN_FLOPS was chosen.
 """
 import argparse
 import time
@@ -44,7 +44,7 @@ def interleaved(fns, rounds):
 
 
 def profile(w, rounds, peers):
-    from fastbp._kernels import numba_fused as fused
+    from fastbp._kernels.numba_cpu import step as fused
     rng = np.random.default_rng(0)
     X = rng.standard_normal((w.batch, w.sizes[0])).astype(np.float32)
     y = rng.standard_normal((w.batch, w.sizes[-1])).astype(np.float32)
@@ -83,7 +83,7 @@ def profile(w, rounds, peers):
 
 def gemm(rounds):
     from numba import njit
-    from fastbp._kernels import numba_kernels as K
+    from fastbp._kernels.numba_cpu import products as K
 
     @njit(cache=True)
     def blas_nn(A, B, C):

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(
 
 if "cuda" in fb.available_backends():
     from numba import cuda
-    from fastbp._kernels import cuda as cuda_backend
-    from fastbp._kernels import cuda_gemm
+    from fastbp._kernels.cuda import ops as cuda_backend
+    from fastbp._kernels.cuda import products as cuda_gemm
 
 ACTS = activations.NAMES
 rng = np.random.default_rng(12345)
@@ -146,6 +146,15 @@ def test_loss_and_grad_fused_and_tiled_match_the_reference(monkeypatch, path, ac
     assert net.loss_value(X, y) == pytest.approx(Lr, rel=tolerance(dtype)["rtol"])
 
 
+def test_an_unknown_activation_code_poisons_the_output():
+    """A device function cannot raise: its last branch returns NaN (the host maps names to codes)."""
+    from fastbp._kernels.cuda.activations import activation_backward
+    Z = cuda.to_device(np.ones((2, 3)))
+    out = cuda.device_array((2, 3))
+    activation_backward(Z, Z, Z, len(activations.TABLE), out)
+    assert np.isnan(out.copy_to_host()).all()
+
+
 def test_the_path_is_chosen_by_width():
     narrow, _ = make_pair([3, 128, 2])
     wide, _ = make_pair([3, 129, 2])
@@ -266,7 +275,7 @@ def _probe(code, env):
 
 def test_without_numba_cuda_the_module_imports_and_says_why():
     code = ("import sys; sys.modules['numba.cuda'] = None\n"
-            "import fastbp._kernels.cuda as c; ok, why = c.available(); print(ok); print(why)")
+            "import fastbp._kernels.cuda.ops as c; ok, why = c.available(); print(ok); print(why)")
     out = _probe(code, dict(os.environ))
     assert out.returncode == 0, out.stderr
     ok, why = out.stdout.splitlines()[:2]
@@ -275,7 +284,7 @@ def test_without_numba_cuda_the_module_imports_and_says_why():
 
 def test_without_gpu_or_simulator_the_reason_names_the_simulator():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    out = _probe("import fastbp._kernels.cuda as c; ok, why = c.available(); print(ok); print(why)", env)
+    out = _probe("import fastbp._kernels.cuda.ops as c; ok, why = c.available(); print(ok); print(why)", env)
     assert out.returncode == 0, out.stderr
     ok, why = out.stdout.splitlines()[:2]
     assert ok == "True" or "NUMBA_ENABLE_CUDASIM=1" in why     # True only on a machine with a GPU

@@ -14,7 +14,7 @@ from fastbp import _kernels, activations
 from fastbp._kernels import base, reference
 from conftest import tolerance
 
-cython_cpu = pytest.importorskip("fastbp._kernels.cython_cpu")
+cython_cpu = pytest.importorskip("fastbp._kernels.cython_cpu.ops")
 pytestmark = pytest.mark.skipif(not cython_cpu.available()[0],
                                 reason=f"Cython backend not usable: {cython_cpu.available()[1]}")
 
@@ -46,7 +46,7 @@ def pair(dtype, loss="mse", reduction="mean", activation="relu", output="identit
 # ---- the extension is built and is what runs ----
 
 def test_extension_modules_are_compiled():
-    from fastbp._kernels import _cy_blas, _cython_kernels
+    from fastbp._kernels.cython_cpu import blas as _cy_blas, kernels as _cython_kernels
     for module in (_cython_kernels, _cy_blas):
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
     for name in ("network_step_f32", "network_step_f64", "linear_forward", "delta_propagate",
@@ -80,7 +80,7 @@ def test_results_do_not_come_from_the_reference(monkeypatch):
 
 
 def test_blas_is_reachable_and_both_providers_agree():
-    from fastbp._kernels import _cy_blas
+    from fastbp._kernels.cython_cpu import blas as _cy_blas
     name, description = _cy_blas.provider()
     assert name in ("numpy", "scipy"), description
     rng = np.random.default_rng(2)
@@ -100,7 +100,7 @@ def test_blas_is_reachable_and_both_providers_agree():
 
 
 def test_threaded_and_serial_passes_give_identical_bits():
-    from fastbp._kernels import _cython_kernels as k
+    from fastbp._kernels.cython_cpu import kernels as k
     rng = np.random.default_rng(4)
     X, y = batch(rng, 64, "mse", n_in=40, n_out=70)
     outs = []

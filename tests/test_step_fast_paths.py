@@ -83,9 +83,9 @@ def test_ready_pair_accepts_only_exact_kernel_arrays():
 @pytest.mark.skipif("numba" not in fb.available_backends(), reason="numba backend not usable")
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy", "bce"])
 def test_numba_flat_pass_equals_the_view_pass(loss, monkeypatch):
-    """Tiny networks run numba_fused's view-free pass; forcing the view/BLAS pass on the
+    """Tiny networks run the Numba step's view-free pass; forcing the view/BLAS pass on the
     same network gives the same losses, gradients and parameters (float64, every activation)."""
-    from fastbp._kernels import numba_fused
+    from fastbp._kernels.numba_cpu import step as numba_fused
     rng = np.random.default_rng(3)
     for activation in ACTIVATIONS:
         pair = []

@@ -7,9 +7,9 @@ import importlib
 
 MODULES = {
     "numpy": "fastbp._kernels.reference",
-    "numba": "fastbp._kernels.numba_cpu",
-    "cython": "fastbp._kernels.cython_cpu",
-    "cuda": "fastbp._kernels.cuda",
+    "numba": "fastbp._kernels.numba_cpu.ops",
+    "cython": "fastbp._kernels.cython_cpu.ops",
+    "cuda": "fastbp._kernels.cuda.ops",
 }
 
 _status = {}   # name -> (usable, why not)

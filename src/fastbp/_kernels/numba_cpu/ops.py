@@ -33,12 +33,14 @@ rewrites every file, so users are not affected).
 """
 import numpy as np
 
-from .. import losses
-from ..optim import SGD, Adam
-from . import numba_fused as fused
-from . import numba_kernels as K
-from .base import Ops
-from .numba_blas import gemm_address
+from ... import losses
+from ...optim import SGD, Adam
+from ..base import Ops
+from . import layers, step as fused
+from .blas import gemm_address
+from .checks import nonfinite_count
+from .losses import loss_and_output_grad
+from .optimizers import adam_update, sgd_update
 
 _CE = losses.CROSS_ENTROPY
 _NO_LABELS = np.zeros(0, dtype=np.intp)
@@ -59,35 +61,35 @@ class NumbaOps(Ops):
 
     # ---- kernels ----
     def linear_forward(self, X, W, b, act):
-        return K.linear_forward(X, W, b, act, gemm_address(X.dtype))
+        return layers.linear_forward(X, W, b, act, gemm_address(X.dtype))
 
     def activation_backward(self, dA, Z, A, act):
-        return K.activation_backward(dA, Z, A, act)
+        return layers.activation_backward(dA, Z, A, act)
 
     def delta_propagate(self, delta, W, Z, A, act):
-        return K.delta_propagate(delta, W, Z, A, act, gemm_address(delta.dtype))
+        return layers.delta_propagate(delta, W, Z, A, act, gemm_address(delta.dtype))
 
     def weight_gradient(self, A_prev, delta, dW=None, db=None):
         if dW is None:
-            return K.weight_gradient(A_prev, delta, gemm_address(delta.dtype))
-        K.weight_gradient_into(A_prev, delta, dW, db, gemm_address(delta.dtype))
+            return layers.weight_gradient(A_prev, delta, gemm_address(delta.dtype))
+        layers.weight_gradient_into(A_prev, delta, dW, db, gemm_address(delta.dtype))
         return dW, db
 
     def loss_and_output_grad(self, out, y, loss, reduction):
         if loss == losses.CROSS_ENTROPY:
-            total, grad = K.loss_and_output_grad(out, _NO_TARGETS[out.dtype], y, loss, reduction)
+            total, grad = loss_and_output_grad(out, _NO_TARGETS[out.dtype], y, loss, reduction)
         else:
-            total, grad = K.loss_and_output_grad(out, y, _NO_LABELS, loss, reduction)
+            total, grad = loss_and_output_grad(out, y, _NO_LABELS, loss, reduction)
         return float(total), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        K.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        K.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     def all_finite(self, a):
-        return not K.nonfinite_count(a)
+        return not nonfinite_count(a)
 
     # ---- network level: one compiled call each ----
     def prepared(self, state, batch):

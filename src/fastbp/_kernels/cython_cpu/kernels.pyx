@@ -2,7 +2,7 @@
 """The Cython CPU kernels: BLAS GEMMs with the elementwise work fused around them.
 
     forward     Z = b (rows), Z = A_prev @ W + Z  (GEMM, beta 1)   then one pass: A = f(Z)
-                (float32 tanh: _cy_math32's vectorized, libm-accurate form)
+                (float32 tanh: primitives.pxd's vectorized, libm-accurate form)
     output      one pass: loss and dLoss/dOut;   then the same f'/db pass
     backward    D[l-1] = D[l] @ W.T     (GEMM)   then one pass: D *= f'(Z), db = D.sum(0)
                 (every layer's delta first, with the weights as they were), then
@@ -22,11 +22,11 @@ from libc.float cimport FLT_MAX, DBL_MAX
 from cython.parallel cimport prange
 cimport numpy as cnp
 
-from fastbp._kernels._cy_activations cimport (
-    real, activate, derivative, derivative_from_output, sigmoid, r_exp, r_log1p, r_abs,
-    IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU, N_ACTIVATIONS, LEAKY_SLOPE)
-from fastbp._kernels._cy_blas cimport sgemm_rm, dgemm_rm
-from fastbp._kernels._cy_math32 cimport tanh32
+from fastbp._kernels.cython_cpu.activations cimport (
+    activate_cols, activation_codes, derivative_from_output, sigmoid, times_derivative_cols, IDENTITY,
+    N_ACTIVATIONS)
+from fastbp._kernels.cython_cpu.blas cimport sgemm_rm, dgemm_rm
+from fastbp._kernels.cython_cpu.primitives cimport real, r_abs, r_exp, r_log1p, COLUMN_BLOCK
 
 cnp.import_array()
 
@@ -93,9 +93,7 @@ _parallel_min_from_environment()
 
 def codes():
     """The codes compiled in, for the import-time check against fastbp.activations/losses."""
-    return dict(activations=dict(identity=IDENTITY, sigmoid=SIGMOID, tanh=TANH, relu=RELU,
-                                 leaky_relu=LEAKY_RELU, elu=ELU, softplus=SOFTPLUS, gelu=GELU,
-                                 silu=SILU),
+    return dict(activations=activation_codes(),
                 losses=dict(mse=MSE, cross_entropy=CROSS_ENTROPY, bce=BCE),
                 reductions=dict(mean=MEAN, sum=SUM),
                 modes=dict(forward=FORWARD, loss=LOSS, gradient=GRADIENT, train=TRAIN),
@@ -158,36 +156,9 @@ cdef void linear_into(const real* X, const real* W, const real* b, real* Z, Py_s
 cdef void activation_cols(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n,
                           Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
     """Columns j0:j1 of A = f(Z). A may be Z itself."""
-    cdef Py_ssize_t i, j
-    cdef real z
-    cdef real slope = <real>LEAKY_SLOPE
-    cdef const real* zr
-    cdef real* ar
+    cdef Py_ssize_t i
     for i in range(m):
-        zr = Z + i * n
-        ar = A + i * n
-        if code == IDENTITY:
-            if ar != zr:
-                for j in range(j0, j1):
-                    ar[j] = zr[j]
-        elif code == RELU:
-            for j in range(j0, j1):
-                z = zr[j]
-                ar[j] = 0 if z < 0 else z
-        elif code == LEAKY_RELU:
-            for j in range(j0, j1):
-                z = zr[j]
-                ar[j] = z if z > 0 else slope * z
-        elif real is float and code == TANH:        # float32: vectorized, libm-accurate (_cy_math32)
-            for j in range(j0, j1):
-                ar[j] = tanh32(zr[j])
-        else:
-            for j in range(j0, j1):
-                ar[j] = activate(code, zr[j])
-
-
-cdef enum:
-    COLUMN_BLOCK = 256      # columns per block of float64 bias-gradient accumulators (on the stack)
+        activate_cols(code, Z + i * n, A + i * n, j0, j1)
 
 
 cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ssize_t m, Py_ssize_t n,
@@ -195,11 +166,8 @@ cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ss
     """Columns j0:j1 of D *= f'(Z) and, when db is given, db = D.sum(axis=0) in the same pass,
     summed in float64 (a float32 running sum over a large batch drifts: ~0.4% over 1e6 rows)."""
     cdef Py_ssize_t i, j, jb, je
-    cdef real slope = <real>LEAKY_SLOPE
     cdef double acc[COLUMN_BLOCK]
     cdef real* dr
-    cdef const real* zr
-    cdef const real* ar
     jb = j0
     while jb < j1:
         je = min(j1, jb + COLUMN_BLOCK)
@@ -207,25 +175,8 @@ cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ss
             acc[j] = 0
         for i in range(m):
             dr = D + i * n
-            zr = Z + i * n
-            ar = A + i * n
-            if code == IDENTITY:
-                pass
-            elif code == RELU:
-                for j in range(jb, je):
-                    dr[j] = dr[j] * (1 if zr[j] > 0 else 0)
-            elif code == LEAKY_RELU:
-                for j in range(jb, je):
-                    dr[j] = dr[j] * (1 if zr[j] > 0 else slope)
-            elif code == SIGMOID:
-                for j in range(jb, je):
-                    dr[j] = dr[j] * (ar[j] * (1 - ar[j]))
-            elif code == TANH:
-                for j in range(jb, je):
-                    dr[j] = dr[j] * (1 - ar[j] * ar[j])
-            else:
-                for j in range(jb, je):
-                    dr[j] = dr[j] * derivative(code, zr[j], ar[j])
+            if code != IDENTITY:
+                times_derivative_cols(code, dr, Z + i * n, A + i * n, jb, je)
             if db != NULL:
                 for j in range(jb, je):
                     acc[j - jb] += dr[j]

@@ -26,18 +26,23 @@ import math
 import numpy as np
 from numba import njit
 
-from .numba_blas import gemm_address
-from .numba_kernels import (CROSS_ENTROPY, ELU, ELU_ALPHA, GELU, IDENTITY, JIT, LEAKY_RELU, LEAKY_SLOPE,
-                            RELU, SIGMOID, SOFTPLUS, TANH, adam_update, delta_propagate_into, gelu,
-                            gelu_derivative, linear_forward_into, loss_and_output_grad_into, matmul_tn, matmul_tn_into,
-                            nonfinite_count, sgd_update, softplus, times_derivative)
-from .numba_math import fast_sigmoid, fast_tanh
+from ... import losses
+from .activations import activate, derivative, times_derivative_1d
+from .blas import gemm_address
+from .checks import abs_sum, nonfinite_count
+from .layers import delta_propagate_into, linear_forward_into
+from .losses import loss_and_output_grad_into
+from .optimizers import adam_update, sgd_update
+from .options import JIT
+from .products import matmul_tn, matmul_tn_into
+
+CROSS_ENTROPY = losses.CROSS_ENTROPY
 
 OK, BAD_X, BAD_Y, NONFINITE, BAD_PLAN = 0, 1, 2, 3, 4
 MODE_LOSS, MODE_GRAD = 1, 2
 
 # plan header, then per layer FIELDS entries
-# (BLAS: the address of the cblas gemm for the network's dtype, numba_blas.gemm_address; 0: np.dot)
+# (BLAS: the address of the cblas gemm for the network's dtype, blas.gemm_address; 0: np.dot)
 LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, TMP_AT, ACC_AT, FLAT, BLAS, HEADER = range(11)
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
@@ -153,56 +158,11 @@ def _bias_gradient(delta, db, acc):
 
 
 @njit(**JIT)
-def _activate(v, code, zero):
-    """f(v) for one element: numba_kernels.activate's formulas."""
-    if code == IDENTITY:
-        return v
-    if code == SIGMOID:
-        return fast_sigmoid(v)
-    if code == TANH:
-        return fast_tanh(v)
-    if code == RELU:
-        return zero if v <= 0 else v          # NaN stays NaN
-    if code == LEAKY_RELU:
-        return v if v > 0 else LEAKY_SLOPE * v
-    if code == ELU:
-        return v if v > 0 else ELU_ALPHA * math.expm1(v)
-    if code == SOFTPLUS:
-        return softplus(v)
-    if code == GELU:
-        return gelu(v)
-    return v * fast_sigmoid(v)      # SILU
-
-
-@njit(**JIT)
-def _times_derivative(d, z, a, code, zero, one, slope):
-    """d * f'(z) for one element, given a = f(z): numba_kernels.times_derivative's formulas."""
-    if code == IDENTITY:
-        return d
-    if code == SIGMOID:
-        return d * (a * (one - a))
-    if code == TANH:
-        return d * (one - a * a)
-    if code == RELU:
-        return d * (one if z > 0 else zero)
-    if code == LEAKY_RELU:
-        return d * (one if z > 0 else slope)
-    if code == ELU:
-        return d * (one if z > 0 else ELU_ALPHA * math.exp(min(z, zero)))
-    if code == SOFTPLUS:
-        return d * fast_sigmoid(z)
-    if code == GELU:
-        return d * gelu_derivative(z)
-    s = fast_sigmoid(z)             # SILU
-    return d * (s * (one + z * (one - s)))
-
-
-@njit(**JIT)
 def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (plan[FLAT]):
     the same arithmetic, in the same order, as the view-based pass, as scalar loops over
     offsets into the flat buffers. -> the loss."""
-    zero, one, slope = ws.dtype.type(0), ws.dtype.type(1), ws.dtype.type(LEAKY_SLOPE)
+    zero = ws.dtype.type(0)
     L, batch = plan[N_LAYERS], plan[BATCH]
     for l in range(L):
         r = HEADER + l * FIELDS
@@ -222,7 +182,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
             for j in range(n_out):                  # + b, then A = f(Z)
                 v = ws[zm + j] + params[b + j]
                 ws[zm + j] = v
-                ws[am + j] = _activate(v, code, zero)
+                ws[am + j] = activate(code, v)
     r = HEADER + (L - 1) * FIELDS
     n_last, z_last, a_last = plan[r + N_OUT], plan[r + Z_AT], plan[r + A_AT]
     cur = plan[r + D_AT]
@@ -233,7 +193,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
         return total
     code = plan[r + ACT]
     for i in range(size):
-        ws[cur + i] = _times_derivative(ws[cur + i], ws[z_last + i], ws[a_last + i], code, zero, one, slope)
+        ws[cur + i] *= derivative(code, ws[z_last + i], ws[a_last + i])
     for l in range(L - 1, -1, -1):
         r = HEADER + l * FIELDS
         n_in, n_out, w, b = plan[r + N_IN], plan[r + N_OUT], plan[r + W_AT], plan[r + B_AT]
@@ -264,7 +224,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
                     for j in range(n_out):
                         s += ws[dm + j] * params[wk + j]
                     i = m * n_in + k
-                    ws[d_prev + i] = _times_derivative(s, ws[z_prev + i], ws[prev + i], code, zero, one, slope)
+                    ws[d_prev + i] = s * derivative(code, ws[z_prev + i], ws[prev + i])
     return total
 
 
@@ -282,7 +242,7 @@ def _deltas(params, ws, plan):
     computed before any weight changes."""
     L = plan[N_LAYERS]
     flat = _delta(ws, plan, L - 1).ravel()
-    times_derivative(flat, _Z(ws, plan, L - 1).ravel(), _A(ws, plan, L - 1).ravel(),
+    times_derivative_1d(flat, _Z(ws, plan, L - 1).ravel(), _A(ws, plan, L - 1).ravel(),
                      plan[HEADER + (L - 1) * FIELDS + ACT], flat)
     tmp = ws[plan[TMP_AT]:plan[ACC_AT]]
     for l in range(L - 1, 0, -1):
@@ -302,7 +262,7 @@ def _weight_gradients(X, grads, ws, plan):
 @njit(**JIT)
 def _view_pass(mode, X, y, labels, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
-    numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
+    layers.py on views of the flat buffers (BLAS for the large products). -> the loss."""
     total = _forward_loss(X, y, labels, params, ws, plan)
     if mode != MODE_LOSS:
         _deltas(params, ws, plan)
@@ -311,28 +271,17 @@ def _view_pass(mode, X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _abs_sum(a):
-    """The sum of |a| in float64: finite exactly when every element is (for float32 data;
-    for float64 it may also overflow, which callers treat as 'too large to bound')."""
-    flat = a.ravel()
-    s = 0.0
-    for i in range(flat.size):
-        s += abs(flat[i])
-    return s
-
-
-@njit(**JIT)
 def _products_bounded(x_abs, ws, plan):
     """Every weight-gradient product A_prev.T @ delta, and each of its partial sums, is
     finite: |sum_m a_mi d_mj| <= sum|A_prev| * sum|delta|, below half the dtype's largest
-    value (NaN or inf anywhere fails the test too). x_abs: _abs_sum(X)."""
+    value (NaN or inf anywhere fails the test too). x_abs: abs_sum(X)."""
     limit = np.finfo(ws.dtype).max / 2
     a_abs = x_abs
     for l in range(plan[N_LAYERS]):
-        if not a_abs * _abs_sum(_delta(ws, plan, l)) <= limit:
+        if not a_abs * abs_sum(_delta(ws, plan, l)) <= limit:
             return False
         if l + 1 < plan[N_LAYERS]:
-            a_abs = _abs_sum(_A(ws, plan, l))
+            a_abs = abs_sum(_A(ws, plan, l))
     return True
 
 
@@ -385,7 +334,7 @@ def _checked(X, y, labels, params, grads, ws, plan):
         return BAD_PLAN, math.nan
     # sum|X| is the NaN/inf check (finite exactly when X is, for float32) and the first
     # factor of _sgd_pass's bound, in one pass; only an overflowing float64 sum rescans
-    x_abs = _abs_sum(X)
+    x_abs = abs_sum(X)
     if not math.isfinite(x_abs) and nonfinite_count(X):
         return BAD_X, math.nan
     if nonfinite_count(y):

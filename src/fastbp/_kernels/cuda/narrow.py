@@ -12,7 +12,7 @@ manner of tiny-cuda-nn's fully fused MLP.
     backward   ONE kernel propagates the deltas through all layers the same way,
                delta[l-1] = (delta[l] @ W[l].T) * f'(Z[l-1]), writing each delta[l] out.
     gradients  dW[l] = A[l-1].T @ delta[l], db[l]: per layer, the split-batch tiled
-               reduction of cuda_gemm (a batch of 65,536 rows is cut into chunks so the
+               reduction of products.py (a batch of 65,536 rows is cut into chunks so the
                reduction fills the GPU).
 
 Shared memory per block: 2 * ROWS * 128 * itemsize = 32 KiB for float32 (ROWS = 32) and
@@ -23,14 +23,15 @@ When it is used (`eligible`): max(layer sizes) <= 128. This is chosen by design,
 measured (no GPU was available when it was written): for such widths one block holds a
 row's whole layer, so L forward launches become one and the activations stay on chip,
 which is where the per-layer tiled path loses on narrow networks (small GEMMs: few tiles,
-launch overhead, every activation written and re-read). Wider layers take cuda_gemm.
+launch overhead, every activation written and re-read). Wider layers take products.py.
 """
 import functools
 
 import numpy as np
 from numba import cuda
 
-from .cuda_math import WARP, device_functions, numba_type
+from .activations import device_functions
+from .device import WARP, numba_type
 
 MAX_WIDTH = 128
 
@@ -87,7 +88,7 @@ def kernels(dtype):
                         acc[r] += H[cur, r, k] * w       # one address per warp: broadcast
                 for r in range(ROWS):
                     z = acc[r]
-                    a = activate(z, code)
+                    a = activate(code, z)
                     H[1 - cur, r, j] = a
                     if store and r < n_rows:
                         at = (row0 + r) * n_out + j
@@ -130,7 +131,7 @@ def kernels(dtype):
                     d = T(0)
                     if r < n_rows:
                         at = (row0 + r) * n_in + k
-                        d = acc[r] * derivative(ZA[z_at + at], ZA[a_at + at], code)
+                        d = acc[r] * derivative(code, ZA[z_at + at], ZA[a_at + at])
                         D[d_at + at] = d
                     S[1 - cur, r, k] = d
             cuda.syncthreads()

@@ -33,13 +33,13 @@ on 2 cores (4.7 ms of CPU). Limit the BLAS to one thread there.
 """
 import numpy as np
 
-from .. import activations, losses
-from ..optim import SGD, Adam
-from .base import Ops
+from ... import activations, losses
+from ...optim import SGD, Adam
+from ..base import Ops
 
 try:
-    from . import _cy_blas
-    from . import _cython_kernels as _k
+    from . import blas as _cy_blas
+    from . import kernels as _k
     _IMPORT_ERROR = None
 except ImportError as e:           # not built (no compiler at install time), or built for another Python
     _k = _cy_blas = None

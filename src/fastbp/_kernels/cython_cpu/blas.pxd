@@ -1,4 +1,4 @@
-# Row-major GEMM through a real BLAS, for the Cython kernels (see _cy_blas.pyx).
+# Row-major GEMM through a real BLAS, for the Cython kernels (see blas.pyx).
 #   C (M x N) = alpha * op(A) @ op(B) + beta * C, all row-major; trans 'N' or 'T';
 #   lda/ldb/ldc are the row strides (in elements) of the arrays as stored.
 

@@ -28,8 +28,9 @@ import functools
 import numpy as np
 from numba import cuda
 
-from .cuda_elementwise import launch_shape
-from .cuda_math import SIMULATED, device_functions, numba_type
+from .activations import device_functions
+from .device import SIMULATED, numba_type
+from .elementwise import launch_shape
 
 TILE = 4 if SIMULATED else 16
 ROWS_PER_SPLIT = 1024       # batch rows per weight-gradient chunk (a multiple of TILE)
@@ -63,7 +64,7 @@ def kernels(dtype, tile=None):
         if row < M and col < N:
             z = acc + b[col]
             Z[row, col] = z
-            A[row, col] = activate(z, code)
+            A[row, col] = activate(code, z)
 
     @cuda.jit(cache=True)
     def delta_propagate(D, W, Z, A, code, out):
@@ -85,7 +86,7 @@ def kernels(dtype, tile=None):
                 acc += sD[ty, j] * sW[tx, j]
             cuda.syncthreads()
         if row < M and col < K:
-            out[row, col] = acc * derivative(Z[row, col], A[row, col], code)
+            out[row, col] = acc * derivative(code, Z[row, col], A[row, col])
 
     @cuda.jit(cache=True)
     def weight_gradient(Ap, D, rows_per_split, dW, db):

@@ -1,4 +1,4 @@
-"""The numba.cuda backend: `CudaOps`, its kernels in cuda_*.py, everything on the device.
+"""The numba.cuda backend: `CudaOps`, its kernels in the modules beside it, everything on the device.
 
 Parameters, gradients, optimizer state and workspaces stay on the GPU; a training step
 reads back two numbers (the loss and a finiteness flag). `from_host`/`to_host` are the
@@ -6,8 +6,8 @@ only host<->device copies, so `MLP.weights` on "cuda" are host copies.
 
 Network-level steps take one of two paths, chosen per network (`uses_fused`):
   fused   every layer size <= 128: one kernel for the whole forward pass, one for the
-          backward delta propagation (cuda_fused.py).
-  tiled   otherwise: per layer, tiled shared-memory GEMMs with fused epilogues (cuda_gemm.py).
+          backward delta propagation (narrow.py).
+  tiled   otherwise: per layer, tiled shared-memory GEMMs with fused epilogues (products.py).
 Either way all the weight gradients are then one batched reduction launch (plus one to
 add the batch chunks), written straight into the flat gradient buffer.
 `CudaOps.fused` forces a path (True/False) for tests and experiments; None is automatic.
@@ -27,9 +27,9 @@ import threading
 
 import numpy as np
 
-from .. import activations
-from ..validation import kernel_array, kernel_array_kind
-from .base import Ops
+from ... import activations
+from ...validation import kernel_array, kernel_array_kind
+from ..base import Ops
 
 try:
     from numba import cuda
@@ -39,9 +39,9 @@ except Exception as e:          # noqa: BLE001 - numba-cuda absent or broken: th
     _import_error = e
 
 if cuda is not None:            # our own kernel modules: an error there is a bug, not "unavailable"
-    from . import cuda_elementwise as elementwise
-    from . import cuda_fused as fused_mlp
-    from . import cuda_gemm as gemm
+    from . import elementwise, losses, narrow, optimizers
+    from . import products as gemm
+    from .activations import activation_backward
 
 
 def available():
@@ -241,7 +241,7 @@ class CudaOps(Ops):
         return Z, A
 
     def activation_backward(self, dA, Z, A, act):
-        return elementwise.activation_backward(dA, Z, A, act, cuda.device_array(dA.shape, dtype=dA.dtype))
+        return activation_backward(dA, Z, A, act, cuda.device_array(dA.shape, dtype=dA.dtype))
 
     def delta_propagate(self, delta, W, Z, A, act):
         out = cuda.device_array((delta.shape[0], W.shape[0]), dtype=delta.dtype)
@@ -259,18 +259,18 @@ class CudaOps(Ops):
         grad = cuda.device_array(out.shape, dtype=out.dtype)
         partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=out.dtype)
         result = cuda.device_array(1, dtype=out.dtype)
-        elementwise.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
+        losses.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
         return float(result.copy_to_host()[0]), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        elementwise.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        optimizers.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        elementwise.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        optimizers.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     # ---- network level: workspaces allocated once per batch size, one read-back per step ----
     def uses_fused(self, arch):
-        return fused_mlp.eligible(arch.sizes) if self.fused is None else bool(self.fused)
+        return narrow.eligible(arch.sizes) if self.fused is None else bool(self.fused)
 
     def _plan(self, state, M):
         mine = state.scratch.setdefault("cuda", {"workspaces": {}})
@@ -285,8 +285,8 @@ class CudaOps(Ops):
 
     def _forward_into(self, state, X, ws, meta, store_all):
         P, arch = state.params, state.arch
-        if self.uses_fused(arch) and fused_mlp.eligible(arch.sizes):
-            fused_mlp.forward(X, P.flat, meta, ws.za, ws.za_off, store_all)
+        if self.uses_fused(arch) and narrow.eligible(arch.sizes):
+            narrow.forward(X, P.flat, meta, ws.za, ws.za_off, store_all)
         else:
             A = X
             for l, code in enumerate(arch.activations):
@@ -298,13 +298,13 @@ class CudaOps(Ops):
         """Forward, then the loss into ws.result[0] and delta of the output layer into ws.D[-1]."""
         arch = state.arch
         out = self._forward_into(state, X, ws, meta, store_all)
-        elementwise.loss_and_output_grad(out, y, ws.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
+        losses.loss_and_output_grad(out, y, ws.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
                                          ws.D[-1], ws.partials, ws.result)
 
     def _backward(self, state, X, ws, meta):
         arch, P, G = state.arch, state.params, state.grads
-        if self.uses_fused(arch) and fused_mlp.eligible(arch.sizes):
-            fused_mlp.backward(P.flat, meta, ws.za, ws.za_off, ws.d, ws.d_off, ws.M)
+        if self.uses_fused(arch) and narrow.eligible(arch.sizes):
+            narrow.backward(P.flat, meta, ws.za, ws.za_off, ws.d, ws.d_off, ws.M)
         else:
             for l in range(arch.n_layers - 1, 0, -1):
                 gemm.delta_propagate(ws.D[l], P.W[l], ws.Z[l - 1], ws.A[l - 1], arch.activations[l - 1], ws.D[l - 1])
