@@ -49,12 +49,12 @@ def test_derivative_from_output_is_exact():
             np.testing.assert_array_equal(reference.DERIVATIVES[code](A, A), reference.DERIVATIVES[code](Z, A))
 
 
-def test_generated_cython_file_is_current():
+def test_generated_cython_files_are_current():
     from fastbp._kernels.cython_cpu import generate
-    with open(generate.PXD, encoding="utf-8") as f:
-        checked_in = f.read()
-    assert checked_in == generate.source(), \
-        "cython_cpu/activations.pxd is stale: run python -m fastbp._kernels.cython_cpu.generate and rebuild"
+    for path, make in generate.FILES.items():
+        with open(path, encoding="utf-8") as f:
+            checked_in = f.read()
+        assert checked_in == make(), f"{path} is stale: run python -m fastbp._kernels.cython_cpu.generate and rebuild"
 
 
 def test_generator_rejects_what_the_targets_cannot_compile():

@@ -75,12 +75,12 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
                               activations.SIGMOID, out, tile=16)
     np.testing.assert_allclose(out.copy_to_host(), reference.ops.delta_propagate(D, W, Zp, Ap, activations.SIGMOID),
                                **tolerance(dtype))
-    dW, db = cuda.device_array((K, N), dtype), cuda.device_array(N, dtype)
-    cuda_gemm.weight_gradient(cuda.to_device(X), cuda.to_device(D), dW, db, lambda n, s: cuda.device_array(s, dtype),
+    G = cuda.device_array(K * N + N, dtype)                  # dW, then db
+    cuda_gemm.weight_gradient(cuda.to_device(X), cuda.to_device(D), G, lambda n, s: cuda.device_array(s, dtype),
                               tile=16)
     dWr, dbr = reference.ops.weight_gradient(X, D)
-    np.testing.assert_allclose(dW.copy_to_host(), dWr, **tolerance(dtype))
-    np.testing.assert_allclose(db.copy_to_host(), dbr, **tolerance(dtype))
+    np.testing.assert_allclose(G.copy_to_host()[:K * N].reshape(K, N), dWr, **tolerance(dtype))
+    np.testing.assert_allclose(G.copy_to_host()[K * N:], dbr, **tolerance(dtype))
 
 
 def test_weight_gradient_with_the_batch_split_into_chunks(monkeypatch, dtype):

@@ -49,14 +49,15 @@ def test_extension_modules_are_compiled():
     from fastbp._kernels.cython_cpu import blas as _cy_blas, kernels as _cython_kernels
     for module in (_cython_kernels, _cy_blas):
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
-    for name in ("network_step_f32", "network_step_f64", "linear_forward", "delta_propagate",
+    for name in ("network_pass", "sgd_step", "adam_step", "linear_forward", "delta_propagate",
                  "weight_gradient", "loss_and_output_grad", "sgd_update", "adam_update"):
         kernel = getattr(_cython_kernels, name)
         assert not inspect.isfunction(kernel), f"{name} is a Python function, not compiled code"
         assert type(kernel).__name__ in ("cython_function_or_method", "fused_cython_function",
                                          "builtin_function_or_method"), type(kernel)
-    assert fb.MLP([2, 2], backend="cython")._ops is cython_cpu.ops
-    assert type(cython_cpu.ops).train_step is not base.Ops.train_step
+    net = fb.MLP([2, 2], backend="cython")
+    assert net._ops is cython_cpu.ops
+    assert set(net._ops.prepared(net._state, 3).steps) == {"sgd", "adam"}     # compiled whole steps
 
 
 def test_results_do_not_come_from_the_reference(monkeypatch):
@@ -196,12 +197,12 @@ def test_workspace_is_allocated_once_and_reused_across_batch_sizes():
         X, y = batch(rng, n, "mse")
         for net, opt in zip(nets, opts):
             net.train_step(X, y, opt)
-        seen.append(nets[1]._state.scratch["cython"])
+        seen.append(nets[1]._state.scratch["workspace"])
         np.testing.assert_allclose(nets[1].flat_params, nets[0].flat_params, **tolerance(np.float64))
     assert all(ws is seen[0] for ws in seen) and seen[0].capacity == 32
     X, y = batch(rng, 40, "mse")
     nets[1].train_step(X, y, opts[1])
-    assert nets[1]._state.scratch["cython"].capacity == 40          # grown for a larger batch
+    assert nets[1]._state.scratch["workspace"].capacity == 40       # grown for a larger batch
 
 
 # ---- backend choice ----

@@ -157,22 +157,27 @@ def test_nan_input_is_rejected_inside_the_call_before_any_write(where):
 
 
 def test_workspaces_are_reused_across_changing_batch_sizes():
-    """One workspace per batch size, allocated once and reused; results as the reference
-    whatever the order of sizes; only a few kept."""
-    from fastbp._kernels.numba_cpu.ops import MAX_WORKSPACES
+    """One workspace per network, allocated once for the largest batch so far and shared by
+    the smaller ones; what each batch size needs besides it is prepared once and reused;
+    results as the reference whatever the order of sizes; only a few sizes kept."""
+    from fastbp._kernels.base import MAX_PREPARED
     rng = np.random.default_rng(4)
     ref, net = pair("mse", "mean", "sigmoid", "identity", np.float64)
     opt_ref, opt = fb.SGD(0.1, momentum=0.5), fb.SGD(0.1, momentum=0.5)
-    seen = {}
+    seen = []
     for batch in (5, 3, 5, 1, 3, 8, 5):
         X, y = data("mse", batch, rng)
         assert net.train_step(X, y, opt) == pytest.approx(ref.train_step(X, y, opt_ref), rel=1e-10)
-        ws = net._state.scratch[batch]
-        assert seen.setdefault(batch, ws) is ws
+        seen.append((net._state.scratch[batch], net._state.scratch["workspace"]))
     np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10)
+    (p5, w0), (p3, _), (p5b, _), _, (p3b, _), (p8, w8), (p5c, w8b) = seen
+    assert p5b is p5 and p3b is p3                                  # prepared once per batch size
+    assert all(w is w0 for _, w in seen[:5]) and w0.capacity == 5   # one workspace shared by 5, 3, 1
+    assert w8 is w8b is not w0 and w8.capacity == 8                 # grown once, for 8
+    assert p5c is not p5 and p5c.workspace is w8                    # 5 prepared again over the new one
     for batch in (9, 10, 11, 12, 13):
         net.train_step(*data("mse", batch, rng), opt)
-    assert sum(isinstance(k, int) for k in net._state.scratch) <= MAX_WORKSPACES
+    assert sum(isinstance(k, int) for k in net._state.scratch) <= MAX_PREPARED
 
 
 def test_blas_path_matches_the_loops():

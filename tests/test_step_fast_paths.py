@@ -93,7 +93,7 @@ def test_numba_flat_pass_equals_the_view_pass(loss, monkeypatch):
             monkeypatch.setattr(numba_fused, "FLAT_MAX_MACS", flat_max)
             net = fb.MLP([4, 5, 3], activation=activation, loss=loss, dtype=np.float64, backend="numba", seed=2)
             pair.append((net, fb.Adam(0.01)))
-            assert net._ops.prepared(net._state, 6).plan[numba_fused.FLAT] == (flat_max > 0)
+            assert net._ops.prepared(net._state, 6).flat == (flat_max > 0)
         for _ in range(3):
             X = rng.standard_normal((6, 4))
             y = rng.integers(0, 3, 6) if loss == "cross_entropy" else rng.random((6, 3))
