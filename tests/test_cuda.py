@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 if "cuda" in fb.available_backends():
     from numba import cuda
     from fastbp._kernels.cuda import ops as cuda_backend
-    from fastbp._kernels.cuda import products as cuda_gemm
+    from fastbp._kernels.cuda import products
 
 ACTS = activations.NAMES
 rng = np.random.default_rng(12345)
@@ -62,7 +62,7 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
     """The tile the GPU uses (16), with sizes that leave tiles partly empty."""
     X, W, b = normal(M, K, dtype=dtype), normal(K, N, dtype=dtype), normal(N, dtype=dtype)
     Z, A = (cuda.device_array((M, N), dtype) for _ in range(2))
-    cuda_gemm.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.TANH, Z, A,
+    products.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.TANH, Z, A,
                              tile=16)
     Zr, Ar = reference.ops.linear_forward(X, W, b, activations.TANH)
     np.testing.assert_allclose(Z.copy_to_host(), Zr, **tolerance(dtype))
@@ -71,12 +71,12 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
     Zp, Ap = reference.ops.linear_forward(normal(M, 2, dtype=dtype), normal(2, K, dtype=dtype),
                                           normal(K, dtype=dtype), activations.SIGMOID)
     out = cuda.device_array((M, K), dtype)
-    cuda_gemm.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Zp), cuda.to_device(Ap),
+    products.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Zp), cuda.to_device(Ap),
                               activations.SIGMOID, out, tile=16)
     np.testing.assert_allclose(out.copy_to_host(), reference.ops.delta_propagate(D, W, Zp, Ap, activations.SIGMOID),
                                **tolerance(dtype))
     G = cuda.device_array(K * N + N, dtype)                  # dW, then db
-    cuda_gemm.weight_gradient(cuda.to_device(X), cuda.to_device(D), G, lambda n, s: cuda.device_array(s, dtype),
+    products.weight_gradient(cuda.to_device(X), cuda.to_device(D), G, lambda n, s: cuda.device_array(s, dtype),
                               tile=16)
     dWr, dbr = reference.ops.weight_gradient(X, D)
     np.testing.assert_allclose(G.copy_to_host()[:K * N].reshape(K, N), dWr, **tolerance(dtype))
@@ -84,9 +84,9 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
 
 
 def test_weight_gradient_with_the_batch_split_into_chunks(monkeypatch, dtype):
-    monkeypatch.setattr(cuda_gemm, "ROWS_PER_SPLIT", cuda_gemm.TILE)
+    monkeypatch.setattr(cuda_gemm, "ROWS_PER_SPLIT", products.TILE)
     A, D = normal(13, 3, dtype=dtype), normal(13, 5, dtype=dtype)
-    assert cuda_gemm.batch_splits(13, 2)[0] > 1
+    assert products.batch_splits(13, 2)[0] > 1
     dW, db = fb.kernels.weight_gradient(A, D, backend="cuda")
     dWr, dbr = reference.ops.weight_gradient(A, D)
     np.testing.assert_allclose(dW, dWr, **tolerance(dtype))

@@ -85,12 +85,12 @@ def test_ready_pair_accepts_only_exact_kernel_arrays():
 def test_numba_flat_pass_equals_the_view_pass(loss, monkeypatch):
     """Tiny networks run the Numba step's view-free pass; forcing the view/BLAS pass on the
     same network gives the same losses, gradients and parameters (float64, every activation)."""
-    from fastbp._kernels.numba_cpu import step as numba_fused
+    from fastbp._kernels.numba_cpu import step
     rng = np.random.default_rng(3)
     for activation in ACTIVATIONS:
         pair = []
-        for flat_max in (numba_fused.FLAT_MAX_MACS, -1):
-            monkeypatch.setattr(numba_fused, "FLAT_MAX_MACS", flat_max)
+        for flat_max in (step.FLAT_MAX_MACS, -1):
+            monkeypatch.setattr(step, "FLAT_MAX_MACS", flat_max)
             net = fb.MLP([4, 5, 3], activation=activation, loss=loss, dtype=np.float64, backend="numba", seed=2)
             pair.append((net, fb.Adam(0.01)))
             assert net._ops.prepared(net._state, 6).flat == (flat_max > 0)

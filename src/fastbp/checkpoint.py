@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layout import architecture
+
 FORMAT = "fastbp-mlp"
 VERSION = 1
 
@@ -30,12 +32,6 @@ class Checkpoint:
     optimizer: dict = None        # {"type", "hyperparameters", "step_count"} or None
     optimizer_arrays: dict = field(default_factory=dict)    # state name -> flat array
     training: dict = None         # fit's progress (epoch, RNG state, history, ...) or None
-
-    def build_network(self, backend="auto"):
-        from .network import MLP
-        net = MLP(backend=backend, **self.architecture)
-        net.set_flat_params(self.params)
-        return net
 
     def build_optimizer(self, net):
         from .optim import optimizer_from_checkpoint
@@ -162,8 +158,7 @@ def read(path):
 
 def _check_consistent(ck):
     """The description and the arrays agree (a network can be built from them)."""
-    from .network import MLP
-    probe = MLP(backend="numpy", seed=0, **ck.architecture)      # validates the description
+    probe = architecture(**ck.architecture)      # validates the description
     if ck.params.dtype != probe.dtype or ck.params.shape != (probe.n_params,):
         raise ValueError(f"parameters are {ck.params.dtype} {ck.params.shape}; the description needs "
                          f"{probe.dtype} ({probe.n_params},)")
@@ -178,16 +173,3 @@ def _check_consistent(ck):
                                  f"{probe.dtype} ({probe.n_params},)")
     if ck.training is not None and not isinstance(ck.training, dict):
         raise ValueError("training description is not a mapping")
-
-
-def load(path, backend="auto"):
-    """-> (net, optimizer or None). A corrupt, truncated or foreign file is a ValueError naming it."""
-    from ._kernels import resolve
-    backend = resolve(backend)              # a bad backend name is the caller's error, not the file's
-    checkpoint = read(path)
-    try:
-        net = checkpoint.build_network(backend)
-        optimizer = checkpoint.build_optimizer(net)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{checkpoint.path}: not a readable fastbp checkpoint ({type(e).__name__}: {e})") from None
-    return net, optimizer

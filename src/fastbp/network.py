@@ -5,9 +5,9 @@ once at the boundary, keeps the buffers, and never branches on the backend.
 """
 import numpy as np
 
-from . import activations, losses, validation
+from . import activations, checkpoint, losses, validation
 from ._kernels import get_ops, resolve
-from .layout import Architecture, FlatBuffer, NetState
+from .layout import FlatBuffer, NetState, architecture
 from .optim import Optimizer
 
 
@@ -42,16 +42,7 @@ class MLP:
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
                  loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None):
-        sizes = validation.layer_sizes(layer_sizes)
-        hidden = activations.code(activation, "activation")
-        output = activations.code(output_activation, "output_activation")
-        self.arch = Architecture(
-            sizes=sizes,
-            activations=(hidden,) * (len(sizes) - 2) + (output,),
-            loss=losses.code(loss),
-            reduction=losses.reduction_code(reduction),
-            dtype=validation.float_dtype(dtype),
-        )
+        self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
         self.backend = resolve(backend, self.arch)
         self._ops = get_ops(self.backend)
         params = self._ops.from_host(initial_parameters(self.arch, seed))
@@ -214,10 +205,28 @@ class MLP:
 
     # ---- persistence ----
     def save(self, path, optimizer=None):
-        from .checkpoint import save
-        save(self, path, optimizer)
+        checkpoint.save(self, path, optimizer)
 
     @classmethod
     def load(cls, path, backend="auto"):
-        from .checkpoint import load
-        return load(path, backend)[0]
+        return load_checkpoint(path, backend)[0]
+
+    @classmethod
+    def from_checkpoint(cls, saved, backend="auto"):
+        """The network a checkpoint.Checkpoint describes, with its parameters."""
+        net = cls(backend=backend, **saved.architecture)
+        net.set_flat_params(saved.params)
+        return net
+
+
+def load_checkpoint(path, backend="auto"):
+    """-> (net, optimizer or None) from a checkpoint file. A corrupt, truncated or foreign
+    file is a ValueError naming it."""
+    backend = resolve(backend)              # a bad backend name is the caller's error, not the file's
+    saved = checkpoint.read(path)
+    try:
+        net = MLP.from_checkpoint(saved, backend)
+        optimizer = saved.build_optimizer(net)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{saved.path}: not a readable fastbp checkpoint ({type(e).__name__}: {e})") from None
+    return net, optimizer

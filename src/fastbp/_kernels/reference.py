@@ -1,4 +1,4 @@
-"""The NumPy reference backend: the mathematics of DESIGN.md, written to be read.
+"""The NumPy reference backend: the mathematics of docs/design.md, written to be read.
 
 Every other backend is tested against this file, so it stays short and plain.
 """
@@ -93,7 +93,7 @@ class NumpyOps(Ops):
 
     def weight_gradient(self, A_prev, delta, dW=None, db=None):
         # db sums over the batch with a float64 accumulator: NumPy's axis-0 sum is a running
-        # sum, which in float32 drifts by ~0.5% over 1e6 equal rows (tests/test_numerics.py).
+        # sum, which in float32 drifts over a long batch of equal rows (tests/test_numerics.py).
         if dW is None:
             return A_prev.T @ delta, delta.sum(axis=0, dtype=np.float64).astype(delta.dtype)
         np.matmul(A_prev.T, delta, out=dW)

@@ -42,7 +42,7 @@ def run(args):
         net.set_params([np.array(w) for w in EXAMPLE["W"]], [np.array(b) for b in EXAMPLE["b"]])
     else:
         if args.network:
-            saved = checkpoint.read(args.network).build_network(args.backend)
+            saved = fb.MLP.from_checkpoint(checkpoint.read(args.network), args.backend)
             net = fb.MLP(saved.layer_sizes, activation=saved.activation, output_activation=saved.output_activation,
                          loss=saved.loss, reduction=saved.reduction, dtype=np.float64, backend=args.backend)
             net.set_params(saved.weights, saved.biases)

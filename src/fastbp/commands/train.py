@@ -74,7 +74,7 @@ def train(args, comm=None):
 
     if args.resume:
         saved = checkpoint.read(args.resume)
-        net = saved.build_network(args.backend)
+        net = fb.MLP.from_checkpoint(saved, args.backend)
         started_at = (saved.training or {}).get("epoch", 0)
     else:
         n_out = len(classes) if classes is not None else (1 if y.ndim == 1 else y.shape[1])

@@ -5,7 +5,7 @@ import numpy as np
 
 SIMULATED = bool(getattr(numba.config, "ENABLE_CUDASIM", False))
 # Thread counts are rounded to whole warps on a GPU; numba's simulator runs each thread as a
-# Python thread (about 0.2 ms each), so there they are rounded to 8 instead: same kernels.
+# Python thread (slow), so there they are rounded to 8 instead: same kernels.
 WARP = 8 if SIMULATED else 32
 
 

@@ -11,37 +11,34 @@ from .activations import device_functions
 from .device import numba_type
 from .elementwise import block_sum, finish_sum, launch_shape
 
+MSE = losses.MSE
+
 
 @functools.lru_cache(maxsize=None)
 def kernels(dtype):
-    """One kernel per loss code: (out, y, Z, code, scale, grad, partials); the loss sum of each
-    block into partials[block]."""
+    """elementwise(loss, out, y, Z, code, scale, grad, partials) for mse and bce,
+    cross_entropy(out, labels, Z, code, scale, grad, partials): the loss sum of each block into
+    partials[block]."""
     T = numba_type(dtype)
     _, derivative, sigmoid = device_functions(np.dtype(dtype))
     total_of_block = block_sum(dtype)
 
     @cuda.jit(cache=True)
-    def mse(out, y, Z, code, scale, grad, partials):
-        n_cols = out.shape[1]
-        acc = T(0)
-        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-            r, c = i // n_cols, i % n_cols
-            d = out[r, c] - y[r, c]
-            acc += d * d
-            grad[r, c] = T(scale) * (T(2) * d) * derivative(code, Z[r, c], out[r, c])
-        total = total_of_block(acc)
-        if cuda.threadIdx.x == 0:
-            partials[cuda.blockIdx.x] = total
-
-    @cuda.jit(cache=True)
-    def bce(out, y, Z, code, scale, grad, partials):
+    def elementwise(loss, out, y, Z, code, scale, grad, partials):
+        """mse or bce (on logits), one thread per element."""
         n_cols = out.shape[1]
         acc = T(0)
         for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
             r, c = i // n_cols, i % n_cols
             x, t = out[r, c], y[r, c]
-            acc += max(x, T(0)) - x * t + math.log1p(math.exp(-abs(x)))
-            grad[r, c] = T(scale) * (sigmoid(x) - t) * derivative(code, Z[r, c], x)
+            if loss == MSE:
+                d = x - t
+                acc += d * d
+                g = T(2) * d
+            else:
+                acc += max(x, T(0)) - x * t + math.log1p(math.exp(-abs(x)))
+                g = sigmoid(x) - t
+            grad[r, c] = T(scale) * g * derivative(code, Z[r, c], x)
         total = total_of_block(acc)
         if cuda.threadIdx.x == 0:
             partials[cuda.blockIdx.x] = total
@@ -70,7 +67,7 @@ def kernels(dtype):
         if cuda.threadIdx.x == 0:
             partials[cuda.blockIdx.x] = block_total
 
-    return {losses.MSE: mse, losses.BCE: bce, losses.CROSS_ENTROPY: cross_entropy}
+    return dict(elementwise=elementwise, cross_entropy=cross_entropy)
 
 
 def loss_and_output_grad(out, y, Z, code, loss, reduction, grad, partials, result):
@@ -79,5 +76,9 @@ def loss_and_output_grad(out, y, Z, code, loss, reduction, grad, partials, resul
     count = out.shape[0] if loss == losses.CROSS_ENTROPY else out.size
     scale = 1.0 / count if reduction == losses.MEAN else 1.0
     blocks, threads = launch_shape(count)
-    kernels(out.dtype)[loss][blocks, threads](out, y, Z, code, scale, grad, partials)
+    k = kernels(out.dtype)
+    if loss == losses.CROSS_ENTROPY:
+        k["cross_entropy"][blocks, threads](out, y, Z, code, scale, grad, partials)
+    else:
+        k["elementwise"][blocks, threads](loss, out, y, Z, code, scale, grad, partials)
     finish_sum(partials, blocks, scale, result)

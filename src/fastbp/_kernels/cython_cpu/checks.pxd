@@ -1,5 +1,6 @@
 # Whole-array checks the Cython kernels make before a step writes anything: NaN/inf, |sum|.
 from libc.float cimport DBL_MAX, FLT_MAX
+from libc.string cimport memset
 
 from fastbp._kernels.cython_cpu.primitives cimport COLUMN_BLOCK, real, r_abs
 
@@ -21,22 +22,17 @@ cdef inline double abs_sum(const real* a, Py_ssize_t m, Py_ssize_t n) noexcept n
     """sum |a| over an (m, n) matrix, in double: finite exactly when every element is (float32
     data cannot overflow it; for float64 an overflow reads as 'too large to bound', which is
     what callers want). Summed down the columns, a block of per-column accumulators at a
-    time, so the inner loop vectorizes without reassociating (one scalar chain of double
-    additions was ~0.3 ms of a 2 ms mnist-b256 step)."""
-    cdef Py_ssize_t i, j, jb, je
+    time, so the inner loop vectorizes without reassociating (bench/results/cython-reductions.md)."""
+    cdef Py_ssize_t i, j, block, jb, width
     cdef double acc[COLUMN_BLOCK]
     cdef double total = 0
-    cdef const real* row
-    jb = 0
-    while jb < n:
-        je = min(n, jb + COLUMN_BLOCK)
-        for j in range(je - jb):
-            acc[j] = 0
+    for block in range((n + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
+        jb = block * COLUMN_BLOCK
+        width = min(n - jb, COLUMN_BLOCK)
+        memset(acc, 0, width * sizeof(double))
         for i in range(m):
-            row = a + i * n + jb
-            for j in range(je - jb):
-                acc[j] += r_abs(row[j])
-        for j in range(je - jb):
+            for j in range(width):
+                acc[j] += r_abs(a[i * n + jb + j])
+        for j in range(width):
             total += acc[j]
-        jb = je
     return total

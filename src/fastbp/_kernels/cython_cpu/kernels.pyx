@@ -20,6 +20,7 @@ pass is big enough (`parallel_min`).
 """
 from libc.math cimport NAN, isfinite, sqrt
 from libc.float cimport DBL_MAX, FLT_MAX
+from libc.string cimport memset
 from cython.parallel cimport prange
 cimport numpy as cnp
 
@@ -124,26 +125,22 @@ cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ss
                           Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
     """Columns j0:j1 of D *= f'(Z) (identity: D unchanged, Z and A unread) and, when db is
     given, db = D.sum(axis=0) in the same pass, summed in float64 (a float32 running sum
-    over a large batch drifts: ~0.4% over 1e6 rows)."""
-    cdef Py_ssize_t i, j, jb, je
+    over a large batch drifts: tests/test_numerics.py)."""
+    cdef Py_ssize_t i, j, block, jb, je
     cdef double acc[COLUMN_BLOCK]
-    cdef real* dr
-    jb = j0
-    while jb < j1:
+    for block in range((j1 - j0 + COLUMN_BLOCK - 1) // COLUMN_BLOCK):      # a block of accumulators at a time
+        jb = j0 + block * COLUMN_BLOCK
         je = min(j1, jb + COLUMN_BLOCK)
-        for j in range(je - jb):
-            acc[j] = 0
+        memset(acc, 0, (je - jb) * sizeof(double))
         for i in range(m):
-            dr = D + i * n
             if code != IDENTITY:
-                times_derivative_cols(code, dr, Z + i * n, A + i * n, jb, je)
+                times_derivative_cols(code, D + i * n, Z + i * n, A + i * n, jb, je)
             if db != NULL:
                 for j in range(jb, je):
-                    acc[j - jb] += dr[j]
+                    acc[j - jb] += D[i * n + j]
         if db != NULL:
             for j in range(jb, je):
                 db[j] = <real>acc[j - jb]
-        jb = je
 
 
 cdef void forward_epilogue(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n, int code) noexcept nogil:
@@ -299,7 +296,7 @@ cdef int require(bint ok, str message) except -1:
     return 0
 
 # (the checks on the per-step path build their messages only when they fail: an f-string
-# argument is formatted on every call, and a 2-2-2 step spent ~1 us formatting them)
+# argument is formatted on every call; bench/results/step-overhead.md)
 
 cdef int check_matrix(Py_ssize_t got_rows, Py_ssize_t got_cols, Py_ssize_t rows, Py_ssize_t cols,
                       str name) except -1:
@@ -358,8 +355,8 @@ cdef int check_plan(const Py_ssize_t* plan, Py_ssize_t plan_len, Py_ssize_t n_pa
 
 
 # The network step's arrays are checked through NumPy's C API (type, dtype, dimensions,
-# C-contiguous, aligned, writeable): typed memoryview arguments cost ~0.1-0.4 us each to
-# acquire, most of a 2-2-2 step when there were eight of them.
+# C-contiguous, aligned, writeable): acquiring typed memoryview arguments costs more than
+# a tiny network's whole step (bench/results/step-overhead.md).
 
 cdef char* array_data(object a, int typenum, int ndim, bint writable, str name) except NULL:
     """The data of a C-contiguous, aligned (and, if `writable`, writeable) ndarray of this

@@ -1,5 +1,6 @@
 # The losses of the Cython kernels (torch.nn.functional semantics), with dLoss/d out.
 from libc.math cimport log
+from libc.string cimport memset
 
 from fastbp._kernels.cython_cpu.activations cimport sigmoid
 from fastbp._kernels.cython_cpu.primitives cimport COLUMN_BLOCK, real, r_abs, r_exp, r_log1p
@@ -17,7 +18,7 @@ cdef inline double loss_and_gradient(const real* out, const real* Y, const Py_ss
                               Py_ssize_t m, Py_ssize_t n, int loss, int reduction) noexcept nogil:
     """The loss (torch semantics) and dLoss/dOut into grad; one pass (two per row for
     cross-entropy). Sums in double."""
-    cdef Py_ssize_t i, j, jb, je, count
+    cdef Py_ssize_t i, j, block, jb, je, count
     cdef double total = 0.0, row_sum
     cdef double acc[COLUMN_BLOCK]
     cdef real x, diff, mx, log_sum, log_p, scale
@@ -44,15 +45,14 @@ cdef inline double loss_and_gradient(const real* out, const real* Y, const Py_ss
             g[labels[i]] -= 1
     else:
         # elementwise losses: summed down the columns, a block of float64 accumulators at a
-        # time, so the loop vectorizes without reassociating (one scalar chain of double
-        # additions took ~0.9 ms of a wide-1024 step); the mean's division in the same pass
+        # time, so the loop vectorizes without reassociating (bench/results/cython-reductions.md);
+        # the mean's division in the same pass
         count = m * n
         scale = <real>(count if reduction == MEAN else 1)
-        jb = 0
-        while jb < n:
+        for block in range((n + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
+            jb = block * COLUMN_BLOCK
             je = min(n, jb + COLUMN_BLOCK)
-            for j in range(je - jb):
-                acc[j] = 0
+            memset(acc, 0, (je - jb) * sizeof(double))
             for i in range(m):
                 o = out + i * n
                 yr = Y + i * n
@@ -69,7 +69,6 @@ cdef inline double loss_and_gradient(const real* out, const real* Y, const Py_ss
                         g[j] = (sigmoid(x) - yr[j]) / scale
             for j in range(je - jb):
                 total += acc[j]
-            jb = je
         return total / count if reduction == MEAN else total
     if reduction == MEAN:
         for i in range(m * n):

@@ -8,7 +8,7 @@ base Ops keeps per network (plan.py).
 
 Nothing here imports Numba or SciPy (SciPy's BLAS is loaded only when NumPy's cannot be
 found or FASTBP_CYTHON_BLAS=scipy asks for it). NumPy's OpenBLAS is the default: already
-loaded, and 5-15% faster through these kernels (bench/results/cython-blas.md).
+loaded, and faster through these kernels (bench/results/cython-blas.md).
 
 Threads: the GEMMs use the BLAS's own threads (threadpoolctl / OPENBLAS_NUM_THREADS limit
 them); where the cores are shared with other busy processes, one BLAS thread is the stable

@@ -64,32 +64,18 @@ cdef extern from *:
     float tanh32 "fastbp_tanh32"(float x) noexcept nogil
 
 
+# (in each, `real is float` is a compile-time constant: one call per specialisation)
 cdef inline real r_exp(real x) noexcept nogil:
-    if real is float:
-        return expf(x)
-    else:
-        return exp(x)
+    return expf(x) if real is float else exp(x)
 
 cdef inline real r_tanh(real x) noexcept nogil:
-    if real is float:
-        return tanh32(x)
-    else:
-        return tanh(x)
+    return tanh32(x) if real is float else tanh(x)
 
 cdef inline real r_log1p(real x) noexcept nogil:
-    if real is float:
-        return log1pf(x)
-    else:
-        return log1p(x)
+    return log1pf(x) if real is float else log1p(x)
 
 cdef inline real r_expm1(real x) noexcept nogil:
-    if real is float:
-        return expm1f(x)
-    else:
-        return expm1(x)
+    return expm1f(x) if real is float else expm1(x)
 
 cdef inline real r_abs(real x) noexcept nogil:
-    if real is float:
-        return fabsf(x)
-    else:
-        return fabs(x)
+    return fabsf(x) if real is float else fabs(x)

@@ -1,6 +1,6 @@
 # The matrix products of the Cython kernels: row-major GEMM through the BLAS of blas.pyx, and
 # the linear layer built on it.
-from fastbp._kernels.cython_cpu.blas cimport dgemm_rm, sgemm_rm
+from fastbp._kernels.cython_cpu.blas cimport gemm_rm
 from fastbp._kernels.cython_cpu.primitives cimport real
 
 
@@ -8,10 +8,7 @@ cdef inline void gemm(char ta, char tb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K
                       const real* A, Py_ssize_t lda, const real* B, Py_ssize_t ldb, real beta,
                       real* C, Py_ssize_t ldc) noexcept nogil:
     """C = alpha * op(A) @ op(B) + beta * C, row-major (beta 0: C only written)."""
-    if real is float:
-        sgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-    else:
-        dgemm_rm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+    gemm_rm(real is float, ta, tb, M, N, K, &alpha, A, lda, B, ldb, &beta, C, ldc)
 
 
 cdef inline void linear_into(const real* X, const real* W, const real* b, real* Z, Py_ssize_t m, Py_ssize_t k,

@@ -42,7 +42,7 @@ def loss_and_output_grad_into(out, y, labels, loss, reduction, grad):
                     total -= log_p
                     g[j] -= 1
         count = B
-    else:   # BCE on logits
+    elif loss == BCE:   # on logits
         for m in range(B):
             for j in range(N):
                 o = out[m, j]
@@ -50,6 +50,8 @@ def loss_and_output_grad_into(out, y, labels, loss, reduction, grad):
                 total += max(o, 0.0) - o * t + math.log1p(math.exp(-abs(o)))
                 grad[m, j] = fast_sigmoid(o) - t
         count = B * N
+    else:
+        raise ValueError("unknown loss code")
     if reduction == MEAN:
         total /= count
         scale = grad.dtype.type(count)

@@ -3,7 +3,8 @@ optimizer update for every layer inside ONE compiled call, over the flat buffers
 
 A pass reads the network's plan (fastbp/_kernels/plan.py: where every layer's W, b, Z, A and
 delta lie; made once per network and workspace capacity, kept by NumbaOps with the
-workspace), so a step passes few arguments: Numba's dispatch costs ~30-60 ns per argument.
+workspace), so a step passes few arguments: Numba's dispatch has a cost per argument
+(bench/results/step-overhead.md).
 A batch of m rows (m <= the plan's CAPACITY) uses the first m rows of each workspace piece,
 so every batch size shares one workspace, and a step allocates nothing.
 
@@ -51,8 +52,8 @@ MODE_LOSS, MODE_GRAD = 1, 2
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
 # n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
-# views. For them a step is all overhead: each view Numba makes costs reference counting
-# (~10-40 ns), and the view-based pass makes ~40 per layer pair.
+# views. For them a step is all overhead, and every view Numba makes costs reference
+# counting (bench/results/numba-flat-cutoff.md; the sweep: bench/numba_flat_cutoff.py).
 FLAT_MAX_MACS = 512
 
 
@@ -268,7 +269,7 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
     (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
-    re-read by an update pass: those were 10-15% of an mnist step. torch's SGD rule; the
+    re-read by an update pass (bench/results/sgd-in-gemm.md). torch's SGD rule; the
     rounding differs from the stored-gradient path by float rounding only.
 
     Nothing is written before every product is known to be finite (_products_bounded, a pass
