@@ -33,7 +33,9 @@ def sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov):
             p[i] -= lr_ * v
 
 
-@njit(**JIT)
+# Adam without reassociation: with it LLVM turned b2*v + (1-b2)*d*d, where d*d overflows to
+# inf, into NaN (the reference, and torch, keep v = inf and leave the parameter unchanged)
+@njit(**dict(JIT, fastmath={"contract"}))
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
     """torch.optim.Adam (L2 weight decay), fused over the flat buffers."""
     T = p.dtype.type
