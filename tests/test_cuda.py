@@ -84,7 +84,7 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
 
 
 def test_weight_gradient_with_the_batch_split_into_chunks(monkeypatch, dtype):
-    monkeypatch.setattr(cuda_gemm, "ROWS_PER_SPLIT", products.TILE)
+    monkeypatch.setattr(products, "ROWS_PER_SPLIT", products.TILE)
     A, D = normal(13, 3, dtype=dtype), normal(13, 5, dtype=dtype)
     assert products.batch_splits(13, 2)[0] > 1
     dW, db = fb.kernels.weight_gradient(A, D, backend="cuda")

@@ -86,7 +86,7 @@ class Workspace:
 
     def __init__(self, arch, capacity):
         self.capacity, self.sizes = capacity, arch.sizes
-        self.plan = make_plan(arch, capacity)
+        self.plan = make_plan(arch, capacity, share_za=True)
         self.plan_d = cuda.to_device(self.plan)
         self.buffer = cuda.device_array(int(self.plan[WS_SIZE]), dtype=arch.dtype)
         tiles = gemm.tile_table(arch.sizes)

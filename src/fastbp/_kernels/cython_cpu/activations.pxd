@@ -288,11 +288,6 @@ cdef inline void times_derivative_cols(int code, real* d, const real* z, const r
             d[j] = NAN
 
 
-cdef inline bint derivative_from_output(int code) noexcept nogil:
-    """f' can be computed from a = f(z) alone, exactly as from z (a layer may keep A in Z's memory)."""
-    return code == IDENTITY or code == SIGMOID or code == TANH or code == RELU or code == LEAKY_RELU
-
-
 cdef inline dict activation_codes():
     """name -> code, as compiled in (checked against fastbp.activations at import)."""
     return {'identity': IDENTITY, 'sigmoid': SIGMOID, 'tanh': TANH, 'relu': RELU, 'leaky_relu': LEAKY_RELU, 'elu': ELU, 'softplus': SOFTPLUS, 'gelu': GELU, 'silu': SILU, 'selu': SELU, 'mish': MISH}

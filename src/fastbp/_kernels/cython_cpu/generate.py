@@ -138,10 +138,6 @@ def source():
                             lambda e: ["for j in range(j0, j1):", f"    d[j] = d[j] * {e.df.__name__}(z[j], a[j])"],
                             ["for j in range(j0, j1):", "    d[j] = NAN"]).replace(
         '"""\n', '"""\n    cdef Py_ssize_t j\n', 1)]
-    from_output = " or ".join(f"code == {e.name.upper()}" for e in table if e.from_output)
-    out += ["", "", "cdef inline bint derivative_from_output(int code) noexcept nogil:",
-            '    """f\' can be computed from a = f(z) alone, exactly as from z (a layer may keep A in Z\'s memory)."""',
-            f"    return {from_output}"]
     out += ["", "", "cdef inline dict activation_codes():",
             '    """name -> code, as compiled in (checked against fastbp.activations at import)."""',
             "    return {" + ", ".join(f"{e.name!r}: {e.name.upper()}" for e in table) + "}"]
