@@ -37,7 +37,7 @@ def tolerance(dtype):
     return dict(rtol=1e-10, atol=1e-12) if np.dtype(dtype) == np.float64 else dict(rtol=2e-4, atol=1e-5)
 
 
-# ---- reliability figures (issue 10): tests/fuzz_report.py prints what the suite measured ----
+# ---- reliability figures: tests/fuzz_report.py prints what the suite measured ----
 def pytest_terminal_summary(terminalreporter):
     import fuzz_report
     fuzz_report.summary(terminalreporter)

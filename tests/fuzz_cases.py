@@ -1,4 +1,4 @@
-"""Fuzz cases for fastbp and the judge of each outcome (DESIGN.md, "Bad input").
+"""Fuzz cases for fastbp and the judge of each outcome (docs/design.md, "Bad input").
 
 A case is a call of `fb.kernels.*`, of an `MLP` method, or of a constructor, with arguments
 drawn at random: shapes with 0- and 1-sized dims and mismatches; dtypes float16, int, bool,
@@ -8,7 +8,7 @@ NaN/inf, tiny, huge and overflowing values; Python lists, tuples, scalars and No
 
 Each call must either
   * succeed, and then the contract says it should have (an independent check written from
-    DESIGN.md, not from validation.py), its result equals the NumPy reference on the
+    docs/design.md, not from validation.py), its result equals the NumPy reference on the
     documented conversion of the arguments (C-contiguous copies in the network's dtype),
     and no argument was written to; or
   * raise ValueError/TypeError with a message, the contract says it should have, and
@@ -21,6 +21,7 @@ child process, which is how the tests show that no input kills the interpreter.
 """
 import json
 import math
+import os
 import sys
 import warnings
 
@@ -32,7 +33,7 @@ from fastbp._kernels import reference
 ACTIVATIONS = fb.activations.NAMES
 LOSSES = ("mse", "cross_entropy", "bce")
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# The tolerance of DESIGN.md ("float64: 1e-10 relative; float32: rounding only"), here relative
+# The tolerance of docs/design.md ("float64: 1e-10 relative; float32: rounding only"), here relative
 # to the sum of the magnitudes that entered each output (a rounding-error bound).
 KERNEL_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 2e-4}
 # Network-level comparisons, relative to the largest magnitude of each array.
@@ -107,6 +108,26 @@ def inject_special(ch, rng, a):
 
 
 LAYOUTS = ("C", "fortran", "strided", "negative", "readonly", "broadcast", "unaligned", "matrix")
+FULL = os.environ.get("FASTBP_FULL") == "1"
+
+
+def readonly_together(arrays):
+    """The default run: when one array of a call is C-contiguous and read-only, every array
+    of the call becomes a C-contiguous read-only copy (same values and dtypes). Numba
+    compiles a kernel once per combination of read-only arguments (a flag of the array
+    type; arrays of other layouts arrive as writable copies), so independent draws cost one
+    compile per combination: minutes with an empty cache. Read-only inputs still reach
+    every kernel and network pass, all or none at a time, and every other layout is still
+    drawn; FASTBP_FULL=1 draws each argument's layout independently (every combination)."""
+    if FULL or not any(isinstance(a, np.ndarray) and not a.flags.writeable and a.flags.c_contiguous for a in arrays):
+        return arrays
+    frozen = []
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            a = np.array(a, order="C")          # a base-class copy, C-contiguous and aligned
+            a.setflags(write=False)
+        frozen.append(a)
+    return frozen
 
 
 def relayout(a, layout):
@@ -321,7 +342,8 @@ def draw_kernel_case(ch, max_dim=5):
         if isinstance(a, np.ndarray) and ch.chance(0.4):
             a = relayout(a, ch.choice(LAYOUTS))
         args[name] = a
-    return dict(family="kernel", kernel=kernel, activation=activation, args=[args[n] for n in order], names=order)
+    return dict(family="kernel", kernel=kernel, activation=activation, args=readonly_together([args[n] for n in order]),
+                names=order)
 
 
 def kernel_call_is_valid(kernel, args, activation):
@@ -507,7 +529,10 @@ def targets_are_valid(y, loss, batch, n_out, dtype):
     if arr.shape != (batch, n_out):
         return False
     with np.errstate(all="ignore"):
-        return bool(np.isfinite(arr.astype(dtype)).all())
+        v = arr.astype(dtype)
+    if not np.isfinite(v).all():
+        return False
+    return loss != "bce" or bool(((v >= 0) & (v <= 1)).all())      # bce targets are probabilities
 
 
 def converted_targets(y, loss, dtype, n_out):
@@ -532,6 +557,7 @@ def draw_api_case(ch):
     batch = ch.integer(1, 6)
     X = draw_features(ch, rng, batch, sizes[0], dtype)
     y = draw_targets(ch, rng, config["loss"], batch, sizes[-1])
+    X, y = readonly_together([X, y])
     method = ch.choice(("train_step", "loss_and_grad", "forward", "loss_value"))
     optimizer = ch.choice(tuple(OPTIMIZERS))
     bad_optimizer = ch.choice((None, "not_an_optimizer", "bound_elsewhere")) if ch.chance(0.08) else None
@@ -675,7 +701,7 @@ def constructor_is_valid(case):
             return False
         if any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
             return False
-        if kw["dtype"] is None:             # not NumPy's default float64: an error (DESIGN: a dtype is named)
+        if kw["dtype"] is None:             # not NumPy's default float64: an error (docs/design.md: a dtype is named)
             return False
         try:
             dt = np.dtype(kw["dtype"])

@@ -4,6 +4,7 @@ Tests add to the counters below; `summary` writes them under the heading
 "fastbp reliability figures". Counts cover only the tests that ran in this session.
 """
 from collections import defaultdict
+from contextlib import contextmanager
 
 # backend -> {"inputs": fuzzed calls, "rejected": ValueError/TypeError, "accepted": equal to the reference}
 fuzz = defaultdict(lambda: {"inputs": 0, "rejected": 0, "accepted": 0})
@@ -13,6 +14,33 @@ crashes = []              # descriptions of child processes that died by a signa
 kill_trials = {"trials": 0, "survived": 0, "mid_save": 0, "leftover_temp_files": 0}
 memory = {}               # backend -> text
 threads = {}              # backend -> text
+# hostile files and inputs, per family: {"cases": tried, "held": handled as the contract says}; notes: text
+hostile = defaultdict(lambda: {"cases": 0, "held": 0})
+hostile_notes = defaultdict(list)
+HOSTILE_FAMILIES = {      # family -> what a case that held did
+    "checkpoint load": "a ValueError naming the file, before any network was built, memory bounded by the file",
+    "resume sections": "a ValueError naming the file; network, optimizer and checkpoint unchanged",
+    "overflowing updates": "FloatingPointError naming epoch and batch; no checkpoint from non-finite values",
+    "writing files": "refused naming the path, or written atomically; nothing else touched",
+    "data loaders": "a ValueError naming the file (no hang, memory bounded), or the right arrays",
+    "MPI and limits": "an error naming the size or the differing field, on every rank, before allocating",
+}
+
+
+@contextmanager
+def hostile_case(family):
+    """with hostile_case("checkpoint load"): ... -- one case, counted as held if the block passes."""
+    assert family in HOSTILE_FAMILIES, family
+    hostile[family]["cases"] += 1
+    yield
+    hostile[family]["held"] += 1
+
+
+def record_hostile(family, cases, held):
+    """Cases run elsewhere (a child process, an MPI run): `held` of `cases` held."""
+    assert family in HOSTILE_FAMILIES, family
+    hostile[family]["cases"] += cases
+    hostile[family]["held"] += held
 
 
 def record_fuzz(backend, outcome):
@@ -23,7 +51,7 @@ def record_fuzz(backend, outcome):
 
 
 def summary(terminalreporter):
-    if not (fuzz or subprocess_fuzz or crashes or kill_trials["trials"] or memory or threads):
+    if not (fuzz or subprocess_fuzz or crashes or kill_trials["trials"] or memory or threads or hostile):
         return
     write = terminalreporter.write_line
     terminalreporter.section("fastbp reliability figures")
@@ -42,3 +70,9 @@ def summary(terminalreporter):
         write(f"threads {backend:8s} {text}")
     for backend, text in sorted(memory.items()):
         write(f"memory  {backend:8s} {text}")
+    for family in HOSTILE_FAMILIES:
+        if family in hostile:
+            c = hostile[family]
+            write(f"hostile {family:20s} {c['held']:4d}/{c['cases']:<4d} cases held: {HOSTILE_FAMILIES[family]}")
+            for note in hostile_notes.get(family, ()):
+                write(f"        {'':20s} {note}")

@@ -2,8 +2,8 @@
 passes, driven through each backend's own compiled code: relative error <= 1e-6 against
 float64 wherever the float64 result is a normal float32, within 1e-6 * tiny below that,
 NaN -> NaN, +-inf -> the limits. Numba's (numba_cpu/primitives.py) compute in float32 lanes, as
-issue #5 asked; Cython's tanh (cython_cpu/primitives.pxd) computes in double and rounds once, so it
-must also be within one float32 ulp (float32 rounding only, as DESIGN.md asks of a backend).
+the float32 backends promise; Cython's tanh (cython_cpu/primitives.pxd) computes in double and rounds once, so it
+must also be within one float32 ulp (float32 rounding only, as docs/design.md asks of a backend).
 Cython's sigmoid is libm's expf-based formula (covered by the shared suites).
 """
 import numpy as np

@@ -1,4 +1,4 @@
-"""DESIGN.md's bad-input contract, case by case, on every backend.
+"""The bad-input contract of docs/design.md, case by case, on every backend.
 
 Each rejected call must raise ValueError/TypeError with a message naming the argument, and
 change nothing: parameters, gradients, and the optimizer's state (made non-trivial by one
@@ -531,3 +531,25 @@ def test_values_that_overflow_the_network_dtype_are_rejected(backend, method):
     if method != "forward":
         assert_rejected(lambda: run_method(method, net, opt, X, y_big), ValueError, "y", f"{method}: y overflows float32")
     assert_unchanged(net, opt, before, f"{method} with values beyond float32")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_bce_targets_outside_zero_one_are_refused(backend, dtype):
+    """BCE is defined for targets in [0, 1]: class labels 3, 9, -2 are a ValueError naming y,
+    on every path in (train_step's per-step fast path for ready arrays included)."""
+    net, opt = trained(backend, "bce", dtype=dtype)
+    X = np.ones((3, N_IN), dtype=dtype)
+    labels = np.array([3.0, 9.0, -2.0], dtype=dtype)
+    y = np.ascontiguousarray(np.repeat(labels[:, None], N_OUT, axis=1))     # exactly what kernels take
+    before = snapshot(net, opt)
+    calls = {"loss_and_grad": lambda: net.loss_and_grad(X, y), "loss_value": lambda: net.loss_value(X, y),
+             "train_step": lambda: net.train_step(X, y, opt), "train_step(list)": lambda: net.train_step(X, y.tolist(), opt),
+             "fit": lambda: net.fit(X, y, epochs=1, optimizer=opt, progress=False),
+             "fit(validation_data)": lambda: net.fit(X, np.full_like(y, 0.5), epochs=1, optimizer=opt, progress=False,
+                                                     validation_data=(X, y))}
+    for what, call in calls.items():
+        with pytest.raises(ValueError, match=r"y must hold targets in \[0, 1\] for bce .*got values in \[-2, 9\]"):
+            call()
+        assert_unchanged(net, opt, before, what)
+    edges = np.ascontiguousarray(np.tile(np.array([[0.0], [1.0], [0.25]], dtype=dtype), (1, N_OUT)))
+    assert np.isfinite(net.train_step(X, edges, opt))            # 0 and 1 themselves are targets

@@ -189,7 +189,7 @@ def test_save_removes_leftovers_of_killed_saves_only(tmp_path):
     import subprocess
     import sys
 
-    from fastbp import checkpoint as ckpt
+    from fastbp import files as ckpt      # the one atomic writer, which checkpoints use
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -1,6 +1,7 @@
 """The `fastbp` command: every subcommand runs (as a subprocess, `python -m fastbp ...`),
 and bad arguments exit nonzero with one line and no traceback."""
 import os
+import shlex
 import subprocess
 import sys
 
@@ -123,13 +124,20 @@ def test_info():
     (["train", "--data", "/no/such/file.csv"], "/no/such/file.csv"),
     (["train", "--resume", "/no/such/ckpt.npz"], "/no/such/ckpt.npz"),
     (["train", "--lr", "-1", "--epochs", "1"], "lr"),
-    (["train", "--save", "/no/such/folder/x.npz", "--epochs", "1"], "checkpoint"),
+    (["train", "--save", "/no/such/folder/x.npz", "--epochs", "1"], "--save: cannot write /no/such/folder/x.npz"),
+    (["train", "--plot", "/no/such/folder/x.png"], "--plot: cannot write /no/such/folder/x.png"),
+    (["train", "--seed", "-3"], "--seed"),
+    (["train", "--threads", "0"], "--threads"),
+    (["train", "--momentum", "1.5", "--optimizer", "sgd"], "--momentum"),
     (["train", "--val-fraction", "1.5"], "--val-fraction"),
     (["train", "--bogus"], "--bogus"),
     (["gradcheck", "--backend", "tpu"], "backend"),
     (["gradcheck", "--sizes", "4,x"], "--sizes"),
     (["explain", "--input", "1,2,3"], "--input"),
-    (["explain", "--layers", "2,0,1"], "layer_sizes"),
+    (["explain", "--layers", "2,0,1"], "--layers"),
+    (["explain", "--layers", "3"], "--layers"),
+    (["explain", "--seed", "-1"], "--seed"),
+    (["explain", "--activation", "swish9"], "--activation"),
     (["explain", "--network", "/no/such.npz"], "/no/such.npz"),
     (["nosuchcommand"], "nosuchcommand"),
 ])
@@ -148,3 +156,151 @@ def test_corrupt_resume_file_is_one_line(tmp_path):
     r = fastbp("train", "--resume", bad)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "bad.npz" in r.stderr
+
+
+def test_version():
+    r = fastbp("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"fastbp {fb.__version__}"
+
+
+def test_bce_on_class_labels_is_refused_before_training():
+    r = fastbp("train", "--loss", "bce")             # the digits' labels are 0..9
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "--loss bce" in r.stderr and "[0, 1]" in r.stderr and "[0, 9]" in r.stderr
+    assert "epoch" not in r.stdout
+
+
+def test_every_output_path_is_checked_before_training(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = fastbp("train", "--save", tmp_path / "ok.npz", "--plot", tmp_path / "missing" / "curves.png")
+    assert r.returncode == 1 and r.stdout == "", "nothing may run before the paths are checked"
+    assert r.stderr.strip() == (f"fastbp train: error: --plot: cannot write {tmp_path / 'missing' / 'curves.png'}: "
+                                f"the folder {tmp_path / 'missing'} does not exist")
+    assert not (tmp_path / "ok.npz").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys") or os.access("/sys", os.W_OK) and os.geteuid() != 0,
+                    reason="needs a folder no one may create files in (Linux's /sys)")
+def test_an_unwritable_save_folder_names_the_option_and_the_folder(tmp_path):
+    r = fastbp("train", "--save", "/sys/m.npz", "--epochs", "1")
+    assert r.returncode == 1 and r.stdout == ""
+    line = r.stderr.strip()
+    assert line.startswith("fastbp train: error: --save: cannot write /sys/m.npz") and ".tmp" not in line
+
+
+@pytest.fixture(scope="module")
+def checkpoint_of_one_epoch(tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume") / "run.npz"
+    r = fastbp("train", "--epochs", "1", "--seed", "3", "--layers", "16", "--lr", "0.01", "--backend", "numpy",
+               "--quiet", "--save", path)
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+@pytest.mark.parametrize("option, value, recorded", [
+    ("--seed", "4", "3"), ("--layers", "32", "16"), ("--optimizer", "sgd", "adam"), ("--lr", "0.1", "0.01"),
+    ("--activation", "tanh", "relu"), ("--dtype", "float64", "float32"), ("--loss", "mse", "cross_entropy"),
+])
+def test_resume_refuses_options_other_than_the_checkpoints(checkpoint_of_one_epoch, option, value, recorded, capsys):
+    from fastbp import cli
+    assert cli.main(["train", "--epochs", "2", "--resume", str(checkpoint_of_one_epoch), option, value]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == (f"fastbp train: error: --resume: {checkpoint_of_one_epoch} was trained with "
+                           f"{option} {recorded}; this run has {option} {value} "
+                           f"(leave {option} out to continue with the checkpoint's)")
+
+
+def test_resume_takes_the_checkpoints_options_and_accepts_the_same_ones(checkpoint_of_one_epoch, tmp_path):
+    import shutil
+    common = ["--epochs", "2", "--backend", "numpy", "--quiet"]
+    left_out, given = tmp_path / "left_out.npz", tmp_path / "given.npz"
+    shutil.copy(checkpoint_of_one_epoch, left_out)
+    shutil.copy(checkpoint_of_one_epoch, given)
+    r = fastbp("train", *common, "--resume", left_out, "--save", left_out)
+    assert r.returncode == 0, r.stderr
+    assert "split seed 3" in r.stdout and "after epoch 1 of 2" in r.stdout
+    r = fastbp("train", *common, "--seed", "3", "--layers", "16", "--lr", "0.01", "--optimizer", "adam",
+               "--resume", given, "--save", given)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(fb.MLP.load(left_out).get_flat_params(), fb.MLP.load(given).get_flat_params())
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)                      # the reader is gone before anything is written
+    try:
+        r = subprocess.run([sys.executable, "-m", "fastbp", "info"], stdout=write_end, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert r.stderr == ""
+    assert r.returncode == 128 + 13         # as a Unix tool ended by SIGPIPE
+    r = subprocess.run(f"set -o pipefail; {shlex.quote(sys.executable)} -m fastbp info | head -1", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("fastbp ") and len(r.stdout.splitlines()) == 1
+    assert r.stderr == "" and r.returncode in (0, 141)     # 0 when all was written before head left
+
+
+@pytest.mark.parametrize("name, content, hint", [
+    ("empty.csv", b"", "no rows of data"),
+    ("ragged.csv", b"1,2,3\n4,5\n", "line 2 has 2 columns; the lines before it have 3"),
+    ("binary.csv", b"\x93NUMPY\x01\x00", "not a text file"),
+    ("objects.npz", None, "is not a plain numeric dtype"),
+])
+def test_data_errors_are_ours_not_numpys(tmp_path, name, content, hint):
+    path = tmp_path / name
+    if content is None:
+        np.savez(path, X=np.array([[1, 2]], dtype=object), y=np.array([1]))
+    else:
+        path.write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "fastbp", "train", "--data", str(path)], capture_output=True,
+                       text=True, timeout=120)          # NumPy's warnings are not silenced here
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"fastbp train: error: {path}: " + r.stderr.split(f"{path}: ", 1)[1].strip()]
+    assert hint in r.stderr
+    for numpys in ("usecols", "allow_pickle", "Warning", "loadtxt"):
+        assert numpys not in r.stderr
+
+
+def test_train_threads_limits_the_pools_and_restores_them(monkeypatch, capsys):
+    from fastbp import cli
+    from fastbp.benchmark import threads
+    calls = []
+    for name in ("before_imports", "after_imports", "restore"):
+        real = getattr(threads, name)
+        monkeypatch.setattr(threads, name, lambda *a, _real=real, _name=name: calls.append((_name, a)) or _real(*a))
+    assert cli.main(["train", "--threads", "1", "--epochs", "1", "--backend", "numpy", "--quiet"]) == 0
+    assert [c[0] for c in calls] == ["before_imports", "after_imports", "restore"]
+    assert calls[0][1] == (1,) and calls[1][1] == (1,)
+    assert "1 epoch of batch 32" in capsys.readouterr().out
+
+
+@pytest.mark.skipif("numba" not in fb.available_backends(), reason="numba is not usable here")
+def test_a_log_says_once_that_the_first_step_compiles():
+    r = fastbp("train", "--backend", "numba", "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("the first step waits: compiling the Numba kernels") == 1
+    r = fastbp("train", "--backend", "numpy", "--epochs", "2")
+    assert "first step" not in r.stdout
+
+
+def test_activation_choices_are_listed(capsys):
+    from fastbp import cli
+    for command in ("train", "explain"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "identity, sigmoid, tanh, relu, leaky_relu, elu, softplus, gelu, silu" in " ".join(
+            capsys.readouterr().out.split())
+        with pytest.raises(SystemExit):
+            cli.main([command, "--activation", "swish9"])
+        err = capsys.readouterr().err
+        assert "argument --activation: invalid choice: 'swish9'" in err and "'gelu'" in err
+
+
+def test_explain_on_a_large_network_prints_a_bounded_summary():
+    r = fastbp("explain", "--layers", "300,400,200", "--backend", "numpy")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) < 10_000, len(r.stdout)
+    assert "... (300 products)" in r.stdout and "... (400 units)" in r.stdout and "passed" in r.stdout

@@ -14,7 +14,7 @@ import pytest
 import fastbp as fb
 from fastbp import activations, losses
 from fastbp._kernels import reference
-from conftest import tolerance
+from conftest import CUDA_SIMULATED, tolerance
 
 pytestmark = pytest.mark.skipif(
     "cuda" not in fb.available_backends(),
@@ -288,3 +288,67 @@ def test_without_gpu_or_simulator_the_reason_names_the_simulator():
     assert out.returncode == 0, out.stderr
     ok, why = out.stdout.splitlines()[:2]
     assert ok == "True" or "NUMBA_ENABLE_CUDASIM=1" in why     # True only on a machine with a GPU
+
+
+# ---- real sizes: a GPU only (the simulator, at about 0.2 ms per thread, would take hours) ----
+
+real_sizes = pytest.mark.skipif(CUDA_SIMULATED, reason="real sizes need a GPU: the simulator runs ~0.2 ms per thread")
+REAL_TOLERANCE = {np.float32: 1e-4, np.float64: 1e-11}     # ||got - ref|| / ||ref|| against float64
+
+
+def relative_error(got, ref):
+    return float(np.linalg.norm(np.asarray(got, np.float64) - ref) / np.linalg.norm(ref))
+
+
+def poisoned(shape, dtype):
+    """A device array of NaNs: an element a kernel leaves unwritten fails the comparison."""
+    return cuda.to_device(np.full(shape, np.nan, dtype))
+
+
+@real_sizes
+@pytest.mark.parametrize("M,K,N", [(4096, 1024, 1024), (1000, 777, 513), (65536, 64, 64)],
+                         ids=["wide", "ragged", "long-batch-split"])
+def test_gemm_kernels_at_real_sizes(M, K, N, dtype):
+    tol = REAL_TOLERANCE[dtype]
+    X, W, b = normal(M, K, dtype=dtype), normal(K, N, dtype=dtype, scale=K ** -0.5), normal(N, dtype=dtype)
+    X64, W64 = X.astype(np.float64), W.astype(np.float64)
+    Z, A = poisoned((M, N), dtype), poisoned((M, N), dtype)
+    products.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.RELU, Z, A)
+    Zr = X64 @ W64 + b
+    assert relative_error(Z.copy_to_host(), Zr) < tol
+    assert relative_error(A.copy_to_host(), np.maximum(Zr, 0)) < tol
+    D, Ap = normal(M, N, dtype=dtype), np.tanh(normal(M, K, dtype=dtype))
+    out = poisoned((M, K), dtype)
+    products.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Ap), cuda.to_device(Ap),
+                             activations.TANH, out)
+    Ap64 = Ap.astype(np.float64)
+    assert relative_error(out.copy_to_host(), (D.astype(np.float64) @ W64.T) * (1 - Ap64 * Ap64)) < tol
+    G = poisoned(K * N + N, dtype)                        # dW, then db
+    products.weight_gradient(cuda.to_device(X), cuda.to_device(D), G, lambda n, s: poisoned(s, dtype))
+    assert relative_error(G.copy_to_host()[:K * N].reshape(K, N), X64.T @ D.astype(np.float64)) < tol
+    assert relative_error(G.copy_to_host()[K * N:], D.astype(np.float64).sum(0)) < tol
+
+
+@real_sizes
+@pytest.mark.parametrize("sizes,batch,act,loss", [
+    ((64, 64, 64, 64, 64, 1), 65536, "relu", "mse"),               # the small benchmark net: fused
+    ((1024, 1024, 1024, 1024), 4096, "relu", "mse"),               # the wide benchmark net: tiled
+    ((100, 128, 128, 10), 10001, "tanh", "cross_entropy"),         # the widest fused layer, a ragged last block
+], ids=["small-fused", "wide-tiled", "widest-fused"])
+def test_networks_at_real_sizes_match_the_reference(sizes, batch, act, loss, dtype):
+    tol = REAL_TOLERANCE[dtype]
+    net = fb.MLP(sizes, activation=act, loss=loss, dtype=dtype, backend="cuda", seed=0)
+    ref = fb.MLP(sizes, activation=act, loss=loss, dtype=np.float64, backend="numpy", seed=0)
+    ref.set_flat_params(net.get_flat_params().astype(np.float64))
+    assert cuda_backend.ops.uses_fused(net.arch) == (max(sizes) <= 128)
+    X, y = normal(batch, sizes[0], dtype=dtype), targets(loss, batch, sizes[-1])
+    L, dW, db = net.loss_and_grad(X, y)
+    Lr, dWr, dbr = ref.loss_and_grad(X.astype(np.float64), y)
+    assert abs(L - Lr) <= tol * abs(Lr)
+    for g, gr in zip(dW + db, dWr + dbr):
+        assert relative_error(g, gr) < tol
+    opt, opt_r = fb.SGD(1e-2, momentum=0.9), fb.SGD(1e-2, momentum=0.9)     # not Adam: it amplifies rounding in tiny gradients
+    for _ in range(3):
+        net.train_step(X, y, opt)
+        ref.train_step(X.astype(np.float64), y, opt_r)
+    assert relative_error(net.get_flat_params(), ref.get_flat_params()) < tol

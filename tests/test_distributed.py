@@ -5,6 +5,7 @@ launched here with a timeout, so a rank left waiting in a collective fails the t
 of blocking the suite. They need mpi4py and an `mpiexec` (the `mpich` wheel: both are in
 the test extras); without them those tests are skipped, saying which is missing.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+import fuzz_report
 from fastbp.distributed import fingerprint, shard_bounds
 
 HERE = Path(__file__).parent
@@ -35,7 +37,7 @@ def why_no_mpi():
     try:
         import mpi4py  # noqa: F401
     except ImportError:
-        return "mpi4py is not installed (pip install 'fastbp[mpi]')"
+        return "mpi4py is not installed (pip install mpi4py mpich)"
     if find_mpiexec() is None:
         return "no mpiexec found (pip install mpich)"
     return None
@@ -73,18 +75,23 @@ def two_rank_run():
     return code, out, results
 
 
+# ranks that built different networks or resumed different states: a ValueError on every rank, never a hang
+NETWORK_CHECKS = ["different_hidden_sizes", "different_activation", "different_output_activation",
+                  "different_loss", "different_reduction", "different_dtype", "different_optimizer",
+                  "different_learning_rate", "resumed_different_rng_state", "resumed_different_checkpoints"]
 MPI_CHECKS = ["sgd_mse_uneven_batches", "adam_cross_entropy_sum_tiny_batches", "bce_mean_relu_validation",
               "shuffle_same_seed", "shuffle_no_seed_replicas_agree", "nan_on_one_rank",
               "different_data_on_ranks", "non_finite_loss_on_one_shard",
-              "root_writes_checkpoints_and_callback_stops_all", "bad_comm"]
+              "root_writes_checkpoints_and_callback_stops_all", "bad_comm", *NETWORK_CHECKS]
 
 
 @needs_mpi
 @pytest.mark.parametrize("check", MPI_CHECKS)
 def test_two_ranks(two_rank_run, check):
     code, out, results = two_rank_run
-    assert check in results, f"check {check!r} did not report (exit code {code}); output:\n{out}"
-    assert results[check] == "PASS", f"{check}: {results[check]}"
+    with fuzz_report.hostile_case("MPI and limits") if check in NETWORK_CHECKS else contextlib.nullcontext():
+        assert check in results, f"check {check!r} did not report (exit code {code}); output:\n{out}"
+        assert results[check] == "PASS", f"{check}: {results[check]}"
 
 
 @needs_mpi
@@ -116,7 +123,7 @@ def test_fastbp_train_error_on_every_rank_exits_cleanly(tmp_path):
                          "--save", str(tmp_path / "missing-folder" / "net.npz")], timeout=60)
     assert code != 0, out
     errors = [line for line in out.splitlines() if line.startswith("fastbp train: error:")]
-    assert len(errors) == 1 and "checkpoint" in errors[0], out
+    assert len(errors) == 1 and "--save: cannot write" in errors[0], out
 
 
 # ---- without MPI ----

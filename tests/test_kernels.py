@@ -1,6 +1,6 @@
 """fb.kernels.* on every backend against the NumPy reference, every activation, both dtypes.
 
-Also the layout contract of DESIGN.md: Fortran-ordered, strided, negative-stride and
+Also the layout contract of docs/design.md: Fortran-ordered, strided, negative-stride and
 read-only inputs give the same numbers as a C-contiguous copy, and no input is ever
 written to (nor returned as an output that the caller could write through).
 """
@@ -54,7 +54,7 @@ def call(kernel, inputs, activation, backend):
 
 
 def expected(kernel, inputs, activation):
-    """The reference, spelt out from DESIGN.md's formulas on the reference's f and f'."""
+    """The reference, spelt out from the formulas of docs/design.md on the reference's f and f'."""
     i, code = inputs, activations.code(activation)
     f, df = reference.FUNCTIONS[code], reference.DERIVATIVES[code]
     if kernel == "linear_forward":

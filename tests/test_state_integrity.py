@@ -30,7 +30,8 @@ def trained(backend, loss="mse", dtype=np.float64, optimizer="adam", sizes=(3, 5
     opt = fb.Adam(1e-2) if optimizer == "adam" else fb.SGD(0.1, momentum=0.9)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4, sizes[0]))
-    y = rng.integers(0, sizes[-1], 4) if loss == "cross_entropy" else rng.standard_normal((4, sizes[-1]))
+    y = (rng.integers(0, sizes[-1], 4) if loss == "cross_entropy" else rng.uniform(size=(4, sizes[-1])) if loss == "bce"
+         else rng.standard_normal((4, sizes[-1])))
     for _ in range(3):
         net.train_step(X, y, opt)
     return net, opt, X, y

@@ -1,4 +1,4 @@
-"""The worked examples of DESIGN.md, number for number, on every backend."""
+"""The worked examples of docs/design.md, number for number, on every backend."""
 import numpy as np
 import pytest
 

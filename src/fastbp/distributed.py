@@ -19,7 +19,7 @@ as the single-process step does). Before training, `collective` runs the input c
 every rank and raises on all of them if any rank failed.
 
 mpi4py is imported only here, and only when a communicator is given: `import fastbp`
-never needs it (it is the optional extra `fastbp[mpi]`).
+never needs it (it is the optional extra "mpi": `pip install ".[mpi]"` from a checkout).
 """
 import contextlib
 import math
@@ -48,7 +48,7 @@ def check_comm(comm):
         MPI = _mpi()
     except ImportError:
         raise TypeError(f"comm must be an mpi4py communicator, but mpi4py is not installed "
-                        f"(pip install 'fastbp[mpi]'); got {type(comm).__name__}") from None
+                        f"(pip install mpi4py mpich); got {type(comm).__name__}") from None
     if not isinstance(comm, MPI.Intracomm):
         raise TypeError(f"comm must be an mpi4py intra-communicator such as MPI.COMM_WORLD; "
                         f"got {type(comm).__name__}")
@@ -77,15 +77,15 @@ def launched_size():
 
 def launcher_comm():
     """MPI.COMM_WORLD when this process is one of several started by mpiexec, else None.
-    Under mpiexec without mpi4py: a RuntimeError (each process would train alone)."""
+    Under mpiexec without mpi4py: an ImportError (each process would train alone)."""
     n = launched_size()
     if n <= 1:
         return None
     try:
         MPI = _mpi()
     except ImportError:
-        raise RuntimeError(f"started by mpiexec as one of {n} processes, but mpi4py is not installed, so "
-                           f"they cannot train together: pip install 'fastbp[mpi]'") from None
+        raise ImportError(f"started by mpiexec as one of {n} processes, but mpi4py is not installed, so "
+                          f"they cannot train together: pip install mpi4py mpich") from None
     return MPI.COMM_WORLD
 
 
@@ -135,6 +135,23 @@ def fingerprint(a):
     every rank was given the same data."""
     a = np.ascontiguousarray(a)
     return (a.shape, a.dtype.str, zlib.crc32(a.view(np.uint8).reshape(-1)) if a.size else 0)
+
+
+def network_fingerprint(net, optimizer, resumed=None):
+    """{field: short value} that every rank of a data-parallel fit must share (see
+    DataParallel.check_same_network); arrays and the RNG state enter as CRC-32s."""
+    arch = net.arch
+    fields = dict(layer_sizes=list(arch.sizes), activations=list(arch.activations), loss=arch.loss,
+                  reduction=arch.reduction, dtype=arch.dtype.name,
+                  optimizer=(type(optimizer).__name__, sorted(optimizer.hyperparameters().items()),
+                             optimizer.step_count, sorted(optimizer.state)))
+    if resumed is not None:
+        training = resumed.training
+        fields["resumed epoch"] = training["epoch"]
+        fields["resumed RNG state"] = zlib.crc32(repr(sorted(training["rng"].items())).encode())
+        fields["resumed parameters"] = fingerprint(resumed.params)
+        fields["resumed optimizer state"] = [(k, fingerprint(v)) for k, v in sorted(resumed.optimizer_arrays.items())]
+    return fields
 
 
 class DataParallel:
@@ -202,6 +219,25 @@ class DataParallel:
             raise ValueError(f"{what} must be the same on every rank (every rank calls fit with the "
                              f"same data and arguments); rank {differ[0]} differs from rank 0: "
                              f"{values[differ[0]]!r} vs {values[0]!r}")
+
+    def check_same_network(self, net, optimizer, resumed=None):
+        """ValueError on every rank unless every rank built the same network (architecture,
+        dtype, loss, reduction), the same optimizer (kind, hyper-parameters, step count, state
+        buffers present) and, resuming, read the same checkpoint state (parameters, optimizer
+        state, epoch, RNG state): one allgather of a fingerprint, before any collective whose
+        buffer sizes depend on the network (a rank with other layer sizes would otherwise wait
+        for ever in the first Bcast), and before any step (other activations would train
+        silently into a result no single process gives). The starting weights of a fresh
+        network may differ: rank 0's are broadcast."""
+        fields = network_fingerprint(net, optimizer, resumed)
+        reports = self.comm.allgather(fields)
+        for r, other in enumerate(reports):
+            differ = [k for k in fields if other.get(k) != reports[0].get(k)]
+            if differ:
+                shown = "; ".join(f"{k}: {other.get(k)!r} on rank {r}, {reports[0].get(k)!r} on rank 0"
+                                  for k in differ)
+                raise ValueError(f"every rank must build the same network and training state (fit with comm); "
+                                 f"rank {r} of {self.size} differs from rank 0 in {shown}")
 
     def check_same_inputs(self, X, y, validation=None, **settings):
         """ValueError on every rank unless every rank has the same checked data (compared by

@@ -3,6 +3,8 @@
 An entry passes when |backprop - finite_difference| <= atol + rtol * |finite_difference|,
 the rule and defaults of torch.autograd.gradcheck.
 """
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,8 @@ class TensorError:
 
 @dataclass
 class GradcheckReport:
+    """What `gradcheck` found: one TensorError per weight and bias tensor, and the
+    settings used; `str(report)` is a table."""
     eps: float
     atol: float
     rtol: float
@@ -56,9 +60,28 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
     """Compare net's backprop gradients with central finite differences, in float64.
 
     A float64 copy of `net` on the same backend is checked, so a float32 network is
-    checked for its mathematics, not its rounding. Tensors larger than
-    `max_checks_per_tensor` are checked on that many entries drawn at random (None: all).
+    checked for its mathematics, not its rounding. An entry passes when
+    |backprop - finite difference| <= atol + rtol * |finite difference|.
+
+    Args:
+        net: the `MLP` to check (unchanged).
+        X: a batch of inputs.
+        y: its targets.
+        eps: the finite-difference step.
+        atol: the absolute tolerance.
+        rtol: the relative tolerance.
+        max_checks_per_tensor: tensors larger than this are checked on that many entries
+            drawn at random (None: all).
+        seed: seeds that draw.
+
+    Returns:
+        GradcheckReport: the worst errors per tensor; `.passed` is True when all pass.
     """
+    eps = _positive_finite(eps, "eps", allow_zero=False)
+    atol, rtol = _positive_finite(atol, "atol"), _positive_finite(rtol, "rtol")
+    if max_checks_per_tensor is not None and (isinstance(max_checks_per_tensor, bool) or not isinstance(
+            max_checks_per_tensor, numbers.Integral) or max_checks_per_tensor < 1):
+        raise ValueError(f"max_checks_per_tensor must be a positive integer or None; got {max_checks_per_tensor!r}")
     probe = MLP(net.layer_sizes, activation=net.activation, output_activation=net.output_activation,
                 loss=net.loss, reduction=net.reduction, dtype=np.float64, backend=net.backend)
     probe.set_params(net.weights, net.biases)
@@ -82,6 +105,15 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
                 max_abs=float(err.max()), max_rel=float(rel.max()),
                 passed=bool(np.all(err <= atol + rtol * np.abs(fd)))))
     return report
+
+
+def _positive_finite(value, name, allow_zero=True):
+    """A finite real number > 0 (>= 0 with allow_zero); ValueError/TypeError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0; got {value!r}")
+    return float(value)
 
 
 def _central_difference(net, flat, i, X, y, eps):

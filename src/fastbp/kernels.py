@@ -1,4 +1,4 @@
-"""The four kernels of DESIGN.md, one signature for every backend.
+"""The four kernels of docs/design.md, one signature for every backend.
 
 Each call checks its arguments (float32/float64 arrays of one dtype, never converted;
 consistent shapes; finite values), then runs the chosen backend's kernel.

@@ -5,25 +5,50 @@ once at the boundary, keeps the buffers, and never branches on the backend.
 """
 import numpy as np
 
-from . import activations, checkpoint, losses, validation
+from . import activations, checkpoint, losses, memory, validation
 from ._kernels import get_ops, resolve
 from .layout import FlatBuffer, NetState, architecture
 from .optim import Optimizer
 
 
-def initial_parameters(arch, seed):
-    """He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases.
-    Drawn in float64 from one seeded generator, so both dtypes start from the same values."""
-    rng = validation.random_generator(seed)
+INITS = ("auto", "sklearn")
+
+
+def initial_parameters(arch, seed, init="auto"):
+    """The starting parameter vector, drawn in float64 and cast (both dtypes start from the
+    same values).
+
+    "auto"     He-normal weights for relu-like layers, Glorot-uniform otherwise; zero biases;
+               from np.random.default_rng(seed), each layer drawn straight into the flat
+               buffer (no per-layer temporary): building a float32 network peaks at 3x its
+               parameter memory (the float64 draw and its float32 copy)
+    "sklearn"  scikit-learn's MLP: weights and biases uniform in +-sqrt(f / (n_in + n_out)),
+               f = 2 when the hidden activation is sigmoid, else 6, every layer; drawn as it
+               draws them (np.random.RandomState(seed), layer by layer, weights then biases),
+               so that seed s starts where MLPClassifier(random_state=s) starts
+
+    `seed` may also be a np.random.RandomState or Generator, which is then drawn from.
+    """
+    if init == "sklearn":
+        rng = validation.random_state(seed)
+        factor = 2.0 if arch.n_layers > 1 and arch.activations[0] == activations.SIGMOID else 6.0
+    else:
+        rng = validation.random_generator(seed)
     flat = np.zeros(arch.n_params, dtype=np.float64)
     for (n_in, n_out), (w_at, b_at), code in zip(arch.shapes, arch.offsets, arch.activations):
-        if code in activations.RELU_LIKE:
-            w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=n_in * n_out)
-        else:
+        w = flat[w_at:b_at]
+        if init == "sklearn":
+            limit = np.sqrt(factor / (n_in + n_out))
+            flat[w_at:b_at + n_out] = rng.uniform(-limit, limit, size=n_in * n_out + n_out)
+        elif code in activations.RELU_LIKE:          # = rng.normal(0, std), the same numbers
+            rng.standard_normal(out=w)
+            w *= np.sqrt(2.0 / n_in)
+        else:                                        # = rng.uniform(-limit, limit), the same numbers
             limit = np.sqrt(6.0 / (n_in + n_out))
-            w = rng.uniform(-limit, limit, size=n_in * n_out)
-        flat[w_at:b_at] = w
-    return flat.astype(arch.dtype)
+            rng.random(out=w)
+            w *= 2 * limit
+            w -= limit
+    return flat if arch.dtype == flat.dtype else flat.astype(arch.dtype)
 
 
 _NO_TARGETS = object()     # MLP._inputs called without targets
@@ -32,22 +57,60 @@ _NO_TARGETS = object()     # MLP._inputs called without targets
 class MLP:
     """A multilayer perceptron trained by backpropagation.
 
-    layer_sizes        (n_inputs, hidden..., n_outputs)
-    activation         hidden layers' activation; output_activation the last layer's
-    loss, reduction    "mse" | "cross_entropy" | "bce", and "mean" | "sum"
-    dtype              float32 or float64
-    backend            "auto" or a name from fastbp.available_backends()
-    seed               seeds the initial weights (None: fresh entropy)
+    The parameters live in one contiguous buffer (`flat_params`); `weights` and `biases`
+    are views into it on the CPU backends. Every method checks its arguments once, and a
+    rejected call changes nothing.
+
+    Args:
+        layer_sizes: `(n_inputs, hidden..., n_outputs)`, each >= 1.
+        activation: the hidden layers' activation: identity, sigmoid, tanh, relu,
+            leaky_relu, elu, softplus, gelu or silu.
+        output_activation: the last layer's activation (same names).
+        loss: "mse", "cross_entropy" (logits and integer labels) or "bce" (logits and
+            targets in [0, 1]).
+        reduction: "mean" or "sum" over the batch, as in torch.nn.functional.
+        dtype: float32 or float64.
+        backend: "auto" or a name from `fastbp.available_backends()`.
+        seed: seeds the initial weights (He-normal for relu-like layers, Glorot-uniform
+            otherwise; zero biases). None: fresh entropy.
+        init: how the initial weights are drawn: "auto" (as above) or "sklearn"
+            (scikit-learn's MLP initialisation; `fastbp.network.initial_parameters`).
+
+    Example:
+        ```python
+        net = fb.MLP([4, 32, 1], activation="tanh", loss="bce", seed=0)
+        loss = net.train_step(X, y, fb.Adam(lr=1e-2))
+        ```
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
-                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None):
+                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None, init="auto"):
         self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
         self.backend = resolve(backend, self.arch)
+        memory.require(memory.network_bytes(self.arch), self._parameters_text())
+        self._allocate(initial_parameters(self.arch, seed, init))
+
+    @classmethod
+    def _with_parameters(cls, arch, flat, backend):
+        """A network of `arch` holding the checked host vector `flat` (no random start drawn):
+        how a checkpoint becomes a network."""
+        net = cls.__new__(cls)
+        net.arch = arch
+        net.backend = resolve(backend, arch)
+        net._allocate(flat)
+        return net
+
+    def _allocate(self, host_params):
         self._ops = get_ops(self.backend)
-        params = self._ops.from_host(initial_parameters(self.arch, seed))
+        params = self._ops.from_host(host_params)
+        del host_params                  # (a float64 draw is freed before the gradients exist)
         grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
         self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {})
+
+    def _parameters_text(self):
+        return f"MLP({list(self.arch.sizes)}) {self.arch.dtype.name}: {self.arch.n_params:,} parameters"
 
     # ---- description ----
     @property
@@ -193,7 +256,7 @@ class MLP:
         # anything) saves the boundary a pass over the data: Ops.checks_finite; then arrays
         # that already are what the kernels take pass on attribute look-ups alone
         ops, arch = self._ops, self.arch
-        if not (ops.checks_finite and arch.loss != losses.CROSS_ENTROPY     # (labels: range-checked)
+        if not (ops.checks_finite and arch.loss == losses.MSE     # (labels and bce targets: range-checked)
                 and validation.ready_pair(X, y, arch.dtype, arch.sizes[0], arch.sizes[-1])):
             X, y = self._inputs(X, y, check_finite=not ops.checks_finite)
         return ops.train_step(self._state, ops.from_host(X), ops.from_host(y), optimizer)
@@ -213,20 +276,15 @@ class MLP:
 
     @classmethod
     def from_checkpoint(cls, saved, backend="auto"):
-        """The network a checkpoint.Checkpoint describes, with its parameters."""
-        net = cls(backend=backend, **saved.architecture)
-        net.set_flat_params(saved.params)
-        return net
+        """The network a checkpoint.Checkpoint (checked by checkpoint.read) describes, with its
+        parameters (no random start drawn)."""
+        return cls._with_parameters(architecture(**saved.architecture), saved.params, backend)
 
 
 def load_checkpoint(path, backend="auto"):
     """-> (net, optimizer or None) from a checkpoint file. A corrupt, truncated or foreign
     file is a ValueError naming it."""
-    backend = resolve(backend)              # a bad backend name is the caller's error, not the file's
+    resolve(backend)                    # a bad backend name is the caller's error, not the file's
     saved = checkpoint.read(path)
-    try:
-        net = MLP.from_checkpoint(saved, backend)
-        optimizer = saved.build_optimizer(net)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{saved.path}: not a readable fastbp checkpoint ({type(e).__name__}: {e})") from None
-    return net, optimizer
+    net = MLP.from_checkpoint(saved, backend)
+    return net, saved.build_optimizer(net)

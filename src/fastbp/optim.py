@@ -115,6 +115,14 @@ def optimizer_from_checkpoint(meta, arrays, net):
 
 
 class SGD(Optimizer):
+    """Stochastic gradient descent, with the semantics of torch.optim.SGD (dampening 0).
+
+    Args:
+        lr: the learning rate, > 0.
+        momentum: the momentum factor, >= 0 (0: plain SGD).
+        weight_decay: L2 penalty added to the gradient, >= 0.
+        nesterov: Nesterov momentum (needs momentum > 0).
+    """
     state_names = ("velocity",)
     kind = "sgd"
 
@@ -143,6 +151,14 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    """Adam, with the semantics of torch.optim.Adam (L2 weight decay added to the gradient).
+
+    Args:
+        lr: the learning rate, > 0.
+        betas: the decay rates `(beta1, beta2)` of the moment estimates, each in [0, 1).
+        eps: added to the denominator, >= 0.
+        weight_decay: L2 penalty added to the gradient, >= 0.
+    """
     state_names = ("m", "v")
     kind = "adam"
 

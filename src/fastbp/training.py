@@ -4,11 +4,16 @@
    leaves the network, the optimizer and any checkpoint exactly as they were.
 2. The training step is chosen once (`make_step`): one call per mini-batch.
 3. Each epoch: shuffle, step through the batches, record loss / metric / throughput (and
-   per-layer gradient norms on request), write the checkpoint atomically.
+   per-layer gradient norms on request), write the checkpoint atomically, then apply the
+   learning-rate schedule and the early-stopping rule (fastbp.schedules).
 
 A non-finite loss raises FloatingPointError naming the epoch and batch; the backend's
 train_step raises before updating, so the parameters and the optimizer state stay at their
 last finite values, and the last checkpoint (written at the end of an earlier epoch) is intact.
+An update can overflow although its loss was finite (learning rate x gradient beyond the
+dtype's range): the parameters are checked once per epoch, before the checkpoint is written,
+and non-finite ones stop training with a FloatingPointError that says so (no checkpoint is
+ever written from them).
 """
 import copy
 import numbers
@@ -19,45 +24,69 @@ import time
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import distributed
-from . import validation
+from . import distributed, files, memory, validation
 from .diagnostics import GradientFlowMonitor
 from .metrics import metric_name, score
 from .optim import Adam
+from .schedules import Adaptive, EarlyStopping
 
 EVAL_ROWS = 8192        # rows per forward pass when measuring the loss / metric of a whole set
 
 
 def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, validation_data=None,
-        seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None):
-    """Train `net` on (X, y) by mini-batch backpropagation; -> history.
+        seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None,
+        validation_split=None, lr_schedule=None, early_stopping=None):
+    """Train `net` on (X, y) by mini-batch backpropagation (also `net.fit(X, y, ...)`).
 
-    epochs           train until this many epochs are done (counting those in `resume`)
-    batch_size       rows per step; the last batch of an epoch holds the remainder
-    optimizer        a fastbp optimizer (default Adam(lr=1e-3)); updated in place
-    shuffle          reshuffle the rows each epoch, from a generator seeded by `seed`
-    validation_data  (X_val, y_val): loss and metric recorded after each epoch
-    progress         a progress bar per epoch on a terminal (stderr); quiet otherwise
-    checkpoint       path: after each epoch the network, the optimizer state and the training
-                     progress are written there atomically (temporary file + rename)
-    resume           path of such a checkpoint: continue from where it stopped; with the same
-                     data, batch_size and shuffle this reaches the same weights as one
-                     uninterrupted run. `optimizer` may be omitted (the saved one is rebuilt)
-    grad_norms       record per-layer gradient norms and warn (GradientFlowWarning, naming the
-                     layer) when one vanishes or explodes
-    callback         callback(epoch, history) after each epoch (and its checkpoint);
-                     returning True stops training
-    comm             an mpi4py communicator (e.g. MPI.COMM_WORLD): data-parallel training over
-                     its ranks (fastbp.distributed). Every rank passes the same X, y and
-                     arguments; each global batch is split across the ranks; rank 0's
-                     weights are broadcast first; rank 0 alone draws the progress bar and
-                     writes the checkpoint; an error on any rank stops every rank
+    Every argument and the data are checked before anything changes.
 
-    history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch losses,
-    weighted by rows; a sum for reduction="sum"), "accuracy" or "r2" (on the training data
-    after the epoch), "val_loss" and "val_accuracy"/"val_r2" with validation_data,
-    "samples_per_s" (training steps only), "seconds", and "grad_norms" (a list per epoch,
-    layer 1 first) when asked. Resumed runs include the epochs done before.
+    Args:
+        net: the `MLP` to train, in place.
+        X: inputs (n, n_features); any real numeric array.
+        y: targets for the network's loss (integer labels for cross_entropy).
+        epochs: train until this many epochs are done (counting those in `resume`).
+        batch_size: rows per step; the last batch of an epoch holds the remainder.
+        optimizer: a fastbp optimizer (default `Adam(lr=1e-3)`); updated in place.
+        shuffle: reshuffle the rows each epoch, from a generator seeded by `seed`.
+        validation_data: `(X_val, y_val)`: loss and metric recorded after each epoch.
+        seed: seeds the shuffling (recorded in the checkpoint).
+        progress: a progress bar per epoch on a terminal (stderr); quiet otherwise.
+        checkpoint: a path: after each epoch the network, the optimizer state and the
+            training progress are written there atomically (temporary file + rename).
+        resume: the path of such a checkpoint: continue from where it stopped; with the
+            same data, batch_size and shuffle this reaches the same weights as one
+            uninterrupted run. `optimizer` may be omitted (the saved one is rebuilt).
+        grad_norms: record per-layer gradient norms and warn (GradientFlowWarning, naming
+            the layer) when one vanishes or explodes.
+        callback: `callback(epoch, history)` after each epoch (and its checkpoint);
+            returning True stops training.
+        comm: an mpi4py communicator (e.g. `MPI.COMM_WORLD`): data-parallel training over
+            its ranks (`fastbp.distributed`). Every rank passes the same X, y and
+            arguments; each global batch is split across the ranks; rank 0's weights are
+            broadcast first; rank 0 alone draws the progress bar and writes the
+            checkpoint; an error on any rank stops every rank.
+        validation_split: a fraction in (0, 1): that share of the rows, drawn by the
+            generator seeded by `seed` before training, is held out as the validation
+            data (instead of validation_data).
+        lr_schedule: `fastbp.schedules.InverseScaling` or `Adaptive`: sets optimizer.lr
+            after each epoch (history["lr"] records the rate each epoch ran with).
+        early_stopping: a `fastbp.schedules.EarlyStopping`: after each epoch (and the
+            callback) it counts epochs without improvement of its monitored history value;
+            at a plateau training stops, or Adaptive lowers the rate. With restore_best the
+            best epoch's parameters are put back at the end. The object keeps its state
+            across calls, like an optimizer.
+
+    Returns:
+        history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch
+            losses, weighted by rows; a sum for reduction="sum"), "accuracy" or "r2" (on
+            the training data after the epoch), "val_loss" and "val_accuracy"/"val_r2"
+            with validation_data, "samples_per_s" (training steps only), "seconds", and
+            "grad_norms" (a list per epoch, layer 1 first) when asked. Resumed runs
+            include the epochs done before.
+
+    Raises:
+        FloatingPointError: a non-finite loss, naming the epoch and batch; the parameters
+            stay at their last finite values.
     """
     # ---- 1. check everything once; nothing is changed before the end of this block ----
     dp = None if comm is None else distributed.DataParallel(comm, net)   # data-parallel over MPI ranks
@@ -70,12 +99,22 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
         X, y = net._inputs(X, y)
         validation = _validation_data(net, validation_data)
+        split = _validation_split(validation_split, validation, X.shape[0], resume)
+        _check_schedules(net, lr_schedule, early_stopping, validation is not None or split is not None, resume)
         checkpoint = _checkpoint_path(checkpoint)
-        saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle)
+        saved, saved_optimizer = _resume_point(net, resume, optimizer, X.shape[0], batch_size, shuffle, epochs)
         if optimizer is None:
             optimizer = saved_optimizer if saved is not None else Adam()
         net.check_optimizer(optimizer)
+        if saved is None and not net._ops.all_finite(net.flat_params):
+            raise ValueError("the network's parameters contain NaN or inf (written through net.weights?)")
+        memory.require(memory.training_bytes(net.arch, 0 if optimizer.state else len(optimizer.state_names),
+                                             min(batch_size, X.shape[0]), min(X.shape[0], EVAL_ROWS)),
+                       f"fit of {net._parameters_text()}, with {type(optimizer).__name__} state and batch {batch_size},")
+
+    given_seed = int(seed) if isinstance(seed, numbers.Integral) else None     # recorded in the checkpoint
     if dp is not None:
+        dp.check_same_network(net, optimizer, saved)
         dp.check_same_inputs(X, y, validation, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                              seed=seed, resume=resume is not None, optimizer=repr(optimizer))
         seed = dp.common_seed(seed)
@@ -83,7 +122,10 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     # ---- 2. set up: the state to start from, the step, the batches ----
     ops, state = net._ops, net._state
     rng = np.random.default_rng(seed)
-    history = _new_history(net, validation is not None, grad_norms)
+    if split is not None:                   # hold out the validation rows (drawn before any shuffle)
+        rows = rng.permutation(X.shape[0])
+        X, y, validation = X[rows[split:]], y[rows[split:]], (X[rows[:split]], y[rows[:split]])
+    history = _new_history(net, validation is not None, grad_norms, lr_schedule is not None)
     first_epoch = 1
     if saved is not None:
         net.set_flat_params(saved.params)
@@ -101,6 +143,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     monitor = GradientFlowMonitor(net.arch) if grad_norms else None
     show_bar = progress_shown(progress) and distributed.is_root(comm)
     metric = metric_name(net.arch.loss)
+    lr_init = optimizer.lr
 
     # ---- 3. the epochs ----
     for epoch in range(first_epoch, epochs + 1):
@@ -115,9 +158,7 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             except FloatingPointError as e:
                 if bar is not None:
                     bar.close()
-                raise FloatingPointError(
-                    f"non-finite loss in epoch {epoch}, batch {batch} of {n_batches}: training stopped; "
-                    f"the parameters are those after the last finite step ({e})") from None
+                raise _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, e) from None
             total += loss * Xb.shape[0] if net.reduction == "mean" else loss
             if monitor is not None:
                 monitor.record(ops.to_host(state.grads.flat))
@@ -126,11 +167,17 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
                     bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
                 bar.update(1)
         seconds = time.perf_counter() - started
+        if _non_finite(net, optimizer):                       # an update overflowed on a finite loss
+            if bar is not None:
+                bar.close()
+            raise _stopped(net, optimizer, epoch, n_batches, n_batches, checkpoint, None)
 
         history["epoch"].append(epoch)
         history["loss"].append(total / n if net.reduction == "mean" else total)
         history["samples_per_s"].append(n / seconds if seconds > 0 else float("inf"))
         history["seconds"].append(seconds)
+        if lr_schedule is not None:
+            history["lr"].append(optimizer.lr)
         history[metric].append(evaluate(net, X, y)[1])
         if validation is not None:
             val_loss, val_metric = evaluate(net, *validation)
@@ -144,14 +191,59 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         with distributed.agreement(dp, "writing the checkpoint"):       # with comm: rank 0 writes
             if checkpoint is not None and distributed.is_root(comm):
                 checkpoints.save(net, checkpoint, optimizer, training=dict(
-                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                    epoch=epoch, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=given_seed,
                     n_samples=n, rng=rng.bit_generator.state, history=history))
         if callback is not None:
             with distributed.agreement(dp, "the callback"):
                 stop = callback(epoch, history) is True
             if stop if dp is None else dp.any_rank(stop):                 # with comm: any rank stops all
                 break
+        if lr_schedule is not None or early_stopping is not None:
+            stop = _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, epoch * n)
+            if stop if dp is None else dp.any_rank(stop):       # (the ranks' histories agree: a safeguard)
+                break
+    if early_stopping is not None:
+        early_stopping.restore(net)
     return history
+
+
+def _non_finite(net, optimizer):
+    """-> "parameters" or "optimizer state" if either holds NaN or inf (one pass each), else None."""
+    ops = net._ops
+    if not ops.all_finite(net.flat_params):
+        return "parameters"
+    if not all(ops.all_finite(buffer) for buffer in optimizer.state.values()):
+        return "optimizer state"
+    return None
+
+
+def _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, error):
+    """The FloatingPointError that stops fit, saying what is true of the parameters now."""
+    kept = f"; {checkpoint} was not written from them" if checkpoint is not None else ""
+    broken = _non_finite(net, optimizer)
+    if error is not None and broken is None:
+        return FloatingPointError(f"training stopped in epoch {epoch}, batch {batch} of {n_batches}: {error}; "
+                                  f"the parameters are those after the last finite step{kept}")
+    when = (f"found after batch {batch} of {n_batches} of epoch {epoch}" if error is None else
+            f"found in epoch {epoch}, batch {batch} of {n_batches}, where the loss was not finite ({error})")
+    return FloatingPointError(
+        f"non-finite {broken} {when}: an update of this epoch overflowed although its loss was finite "
+        f"(learning rate x gradient beyond the {net.dtype} range); training stopped, and they cannot be "
+        f"used{kept}")
+
+
+def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, samples_seen):
+    """After an epoch: the early-stopping count, then the schedule's rate; -> stop training?"""
+    plateau = early_stopping is not None and early_stopping.update(history[early_stopping.monitor][-1], net)
+    if lr_schedule is not None:
+        optimizer.lr = lr_schedule.after_epoch(optimizer.lr, lr_init, samples_seen)
+    if not plateau:
+        return False
+    lower = lr_schedule.on_plateau(optimizer.lr) if lr_schedule is not None else None
+    if lower is None:
+        return True
+    optimizer.lr, early_stopping.count = lower, 0
+    return False
 
 
 # ---- the training step: one call per mini-batch ----
@@ -213,9 +305,11 @@ def _progress_bar(epoch, epochs, total):
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def _new_history(net, with_validation, grad_norms):
+def _new_history(net, with_validation, grad_norms, with_lr=False):
     metric = metric_name(net.arch.loss)
     keys = ["epoch", "loss", metric, "samples_per_s", "seconds"]
+    if with_lr:
+        keys.append("lr")
     if with_validation:
         keys += ["val_loss", "val_" + metric]
     if grad_norms:
@@ -256,6 +350,47 @@ def _validation_data(net, validation_data):
     return X_val, y_val
 
 
+def _validation_split(fraction, validation, n, resume):
+    """-> the number of rows held out, or None."""
+    if fraction is None:
+        return None
+    if resume is not None:
+        raise ValueError("resume does not record a validation_split's rows yet: resume with validation_data")
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"validation_split must be a fraction in (0, 1); got {fraction!r}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be a fraction in (0, 1); got {fraction!r}")
+    if validation is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    held_out = int(round(fraction * n))
+    if not 1 <= held_out < n:
+        raise ValueError(f"validation_split={fraction} of {n} rows leaves {held_out} for validation "
+                         f"and {n - held_out} for training: both need at least one")
+    return held_out
+
+
+def _check_schedules(net, lr_schedule, early_stopping, with_validation, resume):
+    if lr_schedule is not None and not (callable(getattr(lr_schedule, "after_epoch", None))
+                                        and callable(getattr(lr_schedule, "on_plateau", None))):
+        raise TypeError(f"lr_schedule must be a fastbp.schedules schedule (InverseScaling, Adaptive); "
+                        f"got {type(lr_schedule).__name__}")
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be a fastbp.schedules.EarlyStopping; "
+                            f"got {type(early_stopping).__name__}")
+        if early_stopping.monitor.startswith("val_") and not with_validation:
+            raise ValueError(f"early_stopping monitors {early_stopping.monitor!r}: give validation_data "
+                             "or validation_split")
+        if early_stopping.monitor.removeprefix("val_") not in ("loss", metric_name(net.arch.loss)):
+            raise ValueError(f"early_stopping monitors {early_stopping.monitor!r}, which this network does "
+                             f"not record (its metric is {metric_name(net.arch.loss)!r})")
+    elif isinstance(lr_schedule, Adaptive):
+        raise ValueError("lr_schedule Adaptive lowers the rate at early_stopping's plateaus: give early_stopping too")
+    if resume is not None and (lr_schedule is not None or early_stopping is not None):
+        raise ValueError("resume does not carry a learning-rate schedule's or early stopping's "
+                         "state yet: resume without lr_schedule and early_stopping")
+
+
 def _checkpoint_path(path):
     if path is None:
         return None
@@ -263,17 +398,13 @@ def _checkpoint_path(path):
         path = os.fspath(path)
     except TypeError:
         raise TypeError(f"checkpoint must be a file path; got {type(path).__name__}") from None
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"checkpoint: folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"checkpoint: {path!r} is a folder; give a file path")
+    files.check_target(path, "checkpoint", probe=True)      # writable, for a regular file, before training
     return path
 
 
-def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle):
-    """Read and check a checkpoint to resume from (nothing applied yet)
-    -> (Checkpoint, the optimizer it holds), or (None, None)."""
+def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle, epochs):
+    """Read and check a checkpoint to resume from (nothing applied yet; checkpoints.read has
+    checked every section) -> (Checkpoint, the optimizer it holds), or (None, None)."""
     if resume is None:
         return None, None
     try:
@@ -292,6 +423,9 @@ def _resume_point(net, resume, optimizer, n_samples, batch_size, shuffle):
         if training.get(key) != value:
             raise ValueError(f"resume: {resume} was trained with {key}={training.get(key)!r}; this call has "
                              f"{key}={value!r} (resuming needs the same data and batching)")
+    if training["epoch"] > epochs:
+        raise ValueError(f"resume: {resume} has done {training['epoch']} epochs; epochs={epochs} asks for "
+                         f"fewer (epochs counts those in the checkpoint)")
     try:
         saved_optimizer = saved.build_optimizer(net)
     except (ValueError, TypeError, KeyError) as e:

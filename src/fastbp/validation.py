@@ -1,4 +1,4 @@
-"""Argument checks at the API boundary (DESIGN.md, "Bad input").
+"""Argument checks at the API boundary (docs/design.md, "Bad input").
 
 Everything is checked before anything is changed, so a rejected call leaves the network
 and the optimizer exactly as they were, and compiled kernels only ever see shapes and
@@ -26,11 +26,27 @@ def float_dtype(dtype, argument="dtype"):
 
 
 def random_generator(seed, argument="seed"):
-    """np.random.default_rng(seed), its errors naming the argument."""
+    """np.random.default_rng(seed), its errors naming the argument; a RandomState is
+    returned as it is (it draws with the same method names)."""
+    if isinstance(seed, np.random.RandomState):
+        return seed
     try:
         return np.random.default_rng(seed)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{argument} must be None or a non-negative integer; got {seed!r} ({e})") from None
+
+
+def random_state(seed, argument="seed"):
+    """np.random.RandomState(seed) (a RandomState or Generator is returned as it is), its
+    errors naming the argument."""
+    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not (seed is None or isinstance(seed, numbers.Integral)):
+        raise TypeError(f"{argument} must be None, a non-negative integer or a numpy RandomState; got {seed!r}")
+    try:
+        return np.random.RandomState(seed)
+    except ValueError as e:
+        raise ValueError(f"{argument} must be None or an integer in [0, 2**32); got {seed!r} ({e})") from None
 
 
 def sequence_of(value, n, argument):
@@ -174,6 +190,8 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     if loss != losses.CROSS_ENTROPY and _ready(y, dtype, 2) and y.shape == (batch, n_out):
         if check_finite:    # already what the kernels take (the per-step case)
             _check_finite(y, name)
+        if loss == losses.BCE:
+            _check_probabilities(y, name)
         return y
     arr = _real_array(y, name)
     if arr.ndim == 0 or arr.shape[0] != batch:
@@ -198,4 +216,15 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     original, arr = arr, _converted(arr, dtype)
     if check_finite:        # (cross_entropy labels above are always checked: they index memory)
         _check_finite(arr, name, original)
+    if loss == losses.BCE:
+        _check_probabilities(arr, name)
     return arr
+
+
+def _check_probabilities(y, name):
+    """BCE targets are probabilities: ValueError unless every finite value lies in [0, 1].
+    (NaN and inf are left to the finite check, here or in the backend's compiled call.)"""
+    low, high = y.min(), y.max()
+    if np.isfinite(low) and np.isfinite(high) and (low < 0 or high > 1):
+        raise ValueError(f"{name} must hold targets in [0, 1] for bce (binary labels or probabilities); "
+                         f"got values in [{low:g}, {high:g}]")

@@ -195,6 +195,88 @@ def check_bad_comm():
         raise AssertionError("comm='world' accepted")
 
 
+# ---- ranks that built different networks: a ValueError on every rank, before any step, never a hang ----
+
+def expect_network_mismatch(field, make, optimizer=lambda: fb.SGD(lr=0.1), loss="mse", **fit_args):
+    """make(rank) -> the network this rank builds (the last rank's differs); fit must raise
+    a ValueError naming `field` on every rank, and change nothing."""
+    X, y = data(40, 5, 3, "bce" if loss == "bce" else "mse")
+    net = make(rank)
+    before = net.get_flat_params()
+    try:
+        net.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer(), progress=False, comm=comm, **fit_args)
+    except ValueError as e:
+        assert "same network" in str(e) and field in str(e), f"unclear error: {e}"
+    else:
+        raise AssertionError(f"fit trained although the ranks differ in {field}")
+    assert np.array_equal(net.get_flat_params(), before), "a rejected fit changed the weights"
+
+
+def last_rank(value, other):
+    return value if rank == size - 1 else other
+
+
+def check_different_hidden_sizes():       # without the check: rank 0 waits for ever in the first Bcast
+    expect_network_mismatch("layer_sizes", lambda r: make([5, last_rank(9, 8), 3], "mse"))
+
+
+def check_different_activation():
+    expect_network_mismatch("activations", lambda r: make([5, 8, 3], "mse", activation=last_rank("relu", "tanh")))
+
+
+def check_different_output_activation():
+    expect_network_mismatch("activations", lambda r: fb.MLP(
+        [5, 8, 3], activation="tanh", output_activation=last_rank("sigmoid", "identity"), dtype=np.float64,
+        backend="numpy", seed=1))
+
+
+def check_different_loss():
+    expect_network_mismatch("loss", lambda r: make([5, 8, 3], last_rank("bce", "mse")), loss="bce")
+
+
+def check_different_reduction():
+    expect_network_mismatch("reduction", lambda r: make([5, 8, 3], "mse", reduction=last_rank("sum", "mean")))
+
+
+def check_different_dtype():
+    expect_network_mismatch("dtype", lambda r: fb.MLP([5, 8, 3], activation="tanh", dtype=last_rank(
+        np.float32, np.float64), backend="numpy", seed=1))
+
+
+def check_different_optimizer():
+    expect_network_mismatch("optimizer", lambda r: make([5, 8, 3], "mse"),
+                            optimizer=lambda: last_rank(fb.Adam(lr=0.1), fb.SGD(lr=0.1)))
+
+
+def check_different_learning_rate():
+    expect_network_mismatch("optimizer", lambda r: make([5, 8, 3], "mse"),
+                            optimizer=lambda: fb.SGD(lr=last_rank(0.2, 0.1)))
+
+
+def rank_local_checkpoints(shuffle, seed):
+    """Each rank trains alone and writes its own checkpoint (rank-local files) -> its path."""
+    import os
+    import tempfile
+    X, y = data(40, 5, 3, "mse")
+    path = os.path.join(tempfile.mkdtemp(), f"rank{rank}.npz")
+    make([5, 8, 3], "mse").fit(X, y, epochs=1, batch_size=8, optimizer=fb.SGD(lr=0.1), shuffle=shuffle,
+                               seed=seed, checkpoint=path, progress=False)
+    return path
+
+
+def check_resumed_different_rng_state():
+    # shuffle=False: the same weights on every rank, only the saved RNG state differs
+    path = rank_local_checkpoints(shuffle=False, seed=last_rank(7, 3))
+    expect_network_mismatch("resumed RNG state", lambda r: make([5, 8, 3], "mse"), shuffle=False, resume=path,
+                            seed=3)
+
+
+def check_resumed_different_checkpoints():
+    path = rank_local_checkpoints(shuffle=True, seed=last_rank(7, 3))
+    expect_network_mismatch("resumed parameters", lambda r: make([5, 8, 3], "mse"), shuffle=True, resume=path,
+                            seed=3)
+
+
 CHECKS = {name[len("check_"):]: f for name, f in sorted(globals().items()) if name.startswith("check_")}
 
 

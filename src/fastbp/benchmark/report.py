@@ -3,6 +3,8 @@ import json
 import math
 import os
 
+from .. import files
+
 
 def _num(x, fmt):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
@@ -64,12 +66,9 @@ def table(record):
 
 
 def write_json(record, path):
-    """Write the record atomically (a temporary file renamed into place)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write the record atomically (fastbp.files: a temporary file renamed into place)."""
+    text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    files.write_atomically(path, lambda f: f.write(text.encode()), what="--json")
 
 
 def check_plot_available():
@@ -77,7 +76,7 @@ def check_plot_available():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return "--plot needs matplotlib, which is not installed (pip install matplotlib, or fastbp[plot])"
+        return "--plot needs matplotlib, which is not installed (pip install matplotlib)"
     return None
 
 
@@ -87,6 +86,7 @@ def plot(record, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    files.check_target(path, "--plot")          # before drawing a figure that could not be written
     workloads = record["workloads"]
     fig, axes = plt.subplots(len(workloads), 1, figsize=(8, 1.2 + 0.45 * sum(
         1 + sum(r["status"] == "ok" for r in w["results"]) for w in workloads)), squeeze=False)
@@ -106,5 +106,6 @@ def plot(record, path):
             ax.text(r["q3_us"] * 1.02, y, f" {r['median_us']:,.0f}", va="center", fontsize=7)
     axes[-1, 0].set_xlabel(f"microseconds per {record['dtype']} training step (median; log scale; lower is better)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    image_format = os.path.splitext(path)[1][1:].lower() or "png"
+    files.write_atomically(path, lambda f: fig.savefig(f, format=image_format, dpi=120), what="--plot")
     plt.close(fig)

@@ -1,7 +1,7 @@
 """The benchmark workloads: one training step (forward + backward + SGD update) of an MLP
 on one fixed batch.
 
-The five STANDARD workloads are the ones of the issue that created `fastbp bench`; their
+The five STANDARD workloads are the ones `fastbp bench` has compared from the start; their
 names and shapes never change, so results stay comparable over time. EXTRAS add other
 regimes (deep and narrow, a large batch, cross-entropy).
 

@@ -5,18 +5,9 @@ How to read the output: bench/README.md. The machinery: fastbp.benchmark.
 """
 import sys
 
+from . import options
+
 HELP = "time fastbp's backends beside NumPy, PyTorch, JAX and scikit-learn on standard workloads"
-
-
-def _positive_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
 
 
 def add_arguments(parser):
@@ -28,11 +19,11 @@ def add_arguments(parser):
                         help="fastbp backends to time (default: every available one)")
     parser.add_argument("--peers", default="all", metavar="NAMES",
                         help="peers to time: numpy, torch, jax, sklearn, 'all' (default) or 'none'")
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
                         help="pin the process to N CPUs and limit every thread pool to N "
                              "(default: each library's own default)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--repeats", type=options.positive_int, default=None, metavar="N",
                         help="interleaved timing rounds (default 15; 3 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="few short rounds and a small GEMM: a smoke run, not a measurement")
@@ -67,13 +58,6 @@ class Progress:
             self.stream.flush()
 
 
-def _parent_dir_ok(path, option):
-    import os
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"{option}: the directory {parent!r} does not exist")
-
-
 def _backends(spec):
     import fastbp as fb
     usable = fb.available_backends()
@@ -97,9 +81,9 @@ def run(args):
     if args.threads is not None:
         threads.check(args.threads)
     if args.json:
-        _parent_dir_ok(args.json, "--json")
+        options.output_file(args.json, "--json")
     if args.plot:
-        _parent_dir_ok(args.plot, "--plot")
+        options.output_file(args.plot, "--plot", inputs=[args.json])
         if args.cold:
             raise ValueError("--plot draws the timing table; it does not apply to --cold")
         why = report.check_plot_available()

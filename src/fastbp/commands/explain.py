@@ -1,12 +1,14 @@
 """fastbp explain: backpropagation step by step on a tiny network, as a real computation.
 
-By default the 2-2-2 worked example of DESIGN.md: X = [2, 3], W1 = [[.1, .2], [.3, .4]],
+By default the 2-2-2 worked example of docs/design.md: X = [2, 3], W1 = [[.1, .2], [.3, .4]],
 b1 = [.5, .6], W2 = [[.5, .6], [.7, .8]], b2 = 0, sigmoid hidden layer, identity output,
 squared error (sum) against the target [1, 0]. Every value is computed by fastbp's kernels
 from the ones before it (A1 = sigmoid(Z1) exactly), and the textbook's assumed values
 (A1 = [.9, .95], delta2 = [.2, -.3], delta1 = [-.01, -.02]) are shown beside them.
 """
 import numpy as np
+
+from . import options
 
 HELP = "walk backpropagation step by step on a tiny network (default: the 2-2-2 worked example)"
 
@@ -20,10 +22,14 @@ TEXTBOOK = dict(A1=[[0.9, 0.95]], delta2=[[0.2, -0.3]], delta1=[[-0.01, -0.02]],
 def add_arguments(parser):
     parser.add_argument("--network", metavar="PATH", help="a saved fastbp network (net.save / fastbp train --save)")
     parser.add_argument("--layers", metavar="N,N,...", help="layer sizes of a random network, e.g. 3,4,2")
-    parser.add_argument("--activation", default="sigmoid", help="hidden activation of --layers (default sigmoid)")
-    parser.add_argument("--output-activation", default="identity", help="output activation of --layers")
+    from fastbp import activations
+    names = ", ".join(activations.NAMES)
+    parser.add_argument("--activation", default="sigmoid", choices=activations.NAMES, metavar="NAME",
+                        help=f"hidden activation of --layers: {names} (default sigmoid)")
+    parser.add_argument("--output-activation", default="identity", choices=activations.NAMES, metavar="NAME",
+                        help="output activation of --layers (default identity)")
     parser.add_argument("--loss", default="mse", choices=("mse", "cross_entropy", "bce"), help="loss of --layers")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the random weights of --layers")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0, help="seeds the random weights of --layers")
     parser.add_argument("--input", metavar="X,X,...", help="one input row (default: the example's, or random)")
     parser.add_argument("--target", metavar="Y,Y,...", help="its target: a class label for cross_entropy")
     parser.add_argument("--backend", default="auto", help="the backend whose kernels compute (default auto)")
@@ -42,12 +48,13 @@ def run(args):
         net.set_params([np.array(w) for w in EXAMPLE["W"]], [np.array(b) for b in EXAMPLE["b"]])
     else:
         if args.network:
+            options.input_file(args.network, "--network")
             saved = fb.MLP.from_checkpoint(checkpoint.read(args.network), args.backend)
             net = fb.MLP(saved.layer_sizes, activation=saved.activation, output_activation=saved.output_activation,
                          loss=saved.loss, reduction=saved.reduction, dtype=np.float64, backend=args.backend)
             net.set_params(saved.weights, saved.biases)
         else:
-            net = fb.MLP(_numbers(args.layers, "--layers", int), activation=args.activation,
+            net = fb.MLP(options.layer_list(args.layers, "--layers", at_least=2), activation=args.activation,
                          output_activation=args.output_activation, loss=args.loss, reduction="sum",
                          dtype=np.float64, backend=args.backend, seed=args.seed)
     X, y = _example_data(net, args, default)
@@ -84,9 +91,13 @@ def _example_data(net, args, default):
     return X, y
 
 
+SPELLED_OUT = 32       # a layer's weighted sums are written out in full up to this many weights
+SUMMARIZED = 24        # arrays with more entries are printed as their corners (NumPy's "...")
+
+
 def fmt(a):
     return np.array2string(np.asarray(a), precision=6, suppress_small=True, floatmode="maxprec",
-                           separator=", ").replace("\n", "")
+                           separator=", ", threshold=SUMMARIZED, edgeitems=2).replace("\n", "")
 
 
 class Walkthrough:
@@ -120,9 +131,7 @@ class Walkthrough:
             Z, A = kernels.linear_forward(As[-1], self.W[l], self.b[l], self.acts[l], backend=net.backend)
             Zs.append(Z)
             As.append(A)
-            terms = " ; ".join(" + ".join(f"{a:g}*{w:g}" for a, w in zip(As[-2][0], self.W[l][:, j]))
-                               + f" + {self.b[l][j]:g}" for j in range(self.W[l].shape[1]))
-            print(f"   Z{l + 1} = A{l} @ W{l + 1} + b{l + 1}: {terms}")
+            print(f"   Z{l + 1} = A{l} @ W{l + 1} + b{l + 1}: {self._sums(As[-2][0], self.W[l], self.b[l])}")
             print(f"      = {fmt(Z)}")
             print(f"   A{l + 1} = {self.acts[l]}(Z{l + 1}) = {fmt(A)}")
             if self.textbook and l == 0:
@@ -171,6 +180,17 @@ class Walkthrough:
         print(f"   finite differences agree: max relative error {report.max_rel:.1e} "
               f"({'passed' if report.passed else 'FAILED'})")
         return 0 if report.passed else 1
+
+    def _sums(self, a, W, b):
+        """Each unit's weighted sum spelled out; for a large layer, the first units' first
+        terms only (the output of a big network stays a page, not megabytes)."""
+        n_in, n_out = W.shape
+        units, terms = (n_out, n_in) if n_in * n_out <= SPELLED_OUT else (min(n_out, 2), min(n_in, 3))
+        sums = []
+        for j in range(units):
+            shown = " + ".join(f"{a[i]:g}*{W[i, j]:g}" for i in range(terms))
+            sums.append(shown + (f" + ... ({n_in} products)" if terms < n_in else "") + f" + {b[j]:g}")
+        return " ; ".join(sums) + (f" ; ... ({n_out} units)" if units < n_out else "")
 
     def _loss_formula(self):
         agg = "sum" if self.reduction_code == self.losses.SUM else "mean"

@@ -41,8 +41,8 @@ def _codes_match():
 
 def available():
     if _k is None:
-        return False, (f"the Cython extension was not built or does not load ({_IMPORT_ERROR}); "
-                       f"reinstall with a C compiler available: pip install --force-reinstall fastbp")
+        from ..._build_status import cython_missing
+        return False, cython_missing(_IMPORT_ERROR)
     name, description = _cy_blas.provider()
     if name is None:
         return False, f"no BLAS reachable from Cython: {description}"
