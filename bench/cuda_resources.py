@@ -40,27 +40,23 @@ Kernel = collections.namedtuple("Kernel", "factory name case dtype tile dispatch
 def launchable_kernels(tiles=()):
     """Every kernel the backend's launch helpers can launch, each with the argument types of its
     launches: one entry per distinct signature (e.g. copy_2d takes a strided or an F-order
-    source). Enumerated from the factories' own dicts, so a kernel added to a factory without
-    a signature here raises KeyError. `tiles`: GEMM tiles besides the default cuda_gemm.TILE.
+    source). Enumerated from each kernel module's own `kernels(dtype)` dict (products:
+    `kernels(dtype, tile)`), so a kernel added to a module without a signature here raises
+    KeyError. `tiles`: GEMM tiles besides the default products.TILE.
 
-    The activation code, loss reduction scale, `nesterov` and `store_all` are run-time
-    arguments: one compiled kernel holds every activation's branch. The loss is the one
-    compile-time choice (a kernel per loss), and so are the dtype and the GEMM tile."""
+    The activation code, the loss (mse/bce), the reduction scale, `nesterov` and `store_all`
+    are run-time arguments: one compiled kernel holds every activation's branch. The dtype and
+    the GEMM tile are the compile-time choices."""
     import numba
     from numba import types as nt
-    from fastbp import losses
-    elementwise, gemm, fused = kernel_modules()
+    m = kernel_modules()
 
     i64, f64, flag = nt.int64, nt.float64, nt.boolean
-    ivec, imat = nt.int64[::1], nt.int64[:, ::1]          # offsets, sizes, codes, tile table, labels, rows
+    ivec, imat = nt.int64[::1], nt.int64[:, ::1]          # the plan, labels, rows; the tile table
     out = []
 
     def add(factory, kernels, signatures, dtype, threads, tile=None):
         for name, dispatcher in kernels.items():
-            if isinstance(dispatcher, dict):                 # the losses, keyed by code
-                add(factory, {losses.NAMES[code]: k for code, k in dispatcher.items()}, signatures, dtype,
-                    threads, tile)
-                continue
             for case, argtypes in signatures[name]:
                 out.append(Kernel(factory, name, case, dtype, tile, dispatcher, argtypes, threads[name]))
 
@@ -71,54 +67,55 @@ def launchable_kernels(tiles=()):
 
         def sig(*argtypes):
             return [("", argtypes)]
-        ew = {
-            "finish_sum": sig(vec, i64, f64, vec),
-            "activation_backward": sig(mat, mat, mat, i64, mat),
-            "mse": sig(mat, mat, mat, i64, f64, mat, vec),
-            "bce": sig(mat, mat, mat, i64, f64, mat, vec),
+        one_d = collections.defaultdict(lambda: m.elementwise.THREADS, set_value=1)
+        add("activations", m.activations.kernels(dtype), {"activation_backward": sig(mat, mat, mat, i64, mat)},
+            name, one_d)
+        add("losses", m.losses.kernels(dtype), {
+            "elementwise": sig(i64, mat, mat, mat, i64, f64, mat, vec),
             "cross_entropy": sig(mat, ivec, mat, i64, f64, mat, vec),
+        }, name, one_d)
+        add("optimizers", m.optimizers.kernels(dtype), {
             "sgd": sig(vec, vec, vec, f64, f64, f64, flag),
             "adam": sig(vec, vec, vec, vec, f64, f64, f64, f64, f64, f64),
+        }, name, one_d)
+        add("elementwise", m.elementwise.kernels(dtype), {
+            "finish_sum": sig(vec, i64, f64, vec),
             "flag_nonfinite": sig(vec, vec, i64),
             "set_value": sig(vec, i64, f64),
             "fill": sig(vec, f64),
             "copy_1d": sig(T[:], vec),                       # only strided sources are copied
             "copy_2d": [("strided src", (T[:, :], mat)), ("F-order src", (T[::1, :], mat))],
             "gather_rows": sig(mat, ivec, mat),
-        }
-        threads = collections.defaultdict(lambda: elementwise.THREADS, set_value=1)
-        add("elementwise", elementwise.kernels(dtype), ew, name, threads)
-        for tile in (gemm.TILE,) + tuple(t for t in tiles if t != gemm.TILE):
+        }, name, one_d)
+        for tile in (m.products.TILE,) + tuple(t for t in tiles if t != m.products.TILE):
             g = {
                 "linear_forward": sig(mat, mat, vec, i64, mat, mat),
                 "delta_propagate": sig(mat, mat, mat, mat, i64, mat),
-                "weight_gradient": sig(mat, mat, i64, T[:, :, ::1], mat),
-                "weight_gradients": sig(mat, vec, ivec, vec, ivec, ivec, ivec, ivec, imat, i64, mat),
+                "weight_gradients": sig(mat, vec, ivec, imat, i64, mat),
                 "sum_splits": sig(mat, vec),
             }
-            threads = collections.defaultdict(lambda: tile * tile, sum_splits=elementwise.THREADS)
-            add("gemm", gemm.kernels(dtype, tile), g, name, threads, tile)
-        f = {
-            "forward": sig(mat, vec, ivec, ivec, ivec, ivec, i64, vec, ivec, flag),
-            "backward": sig(vec, ivec, ivec, ivec, i64, vec, ivec, vec, ivec, i64),
-        }
-        widest = collections.defaultdict(lambda: fused.threads_per_block([fused.MAX_WIDTH]))
-        add("fused", fused.kernels(dtype), f, name, widest)
-    add("elementwise", elementwise._index_kernels(), {"gather_1d": [("", (ivec, ivec, ivec))]}, "int64",
-        collections.defaultdict(lambda: elementwise.THREADS))
+            threads = collections.defaultdict(lambda: tile * tile, sum_splits=m.elementwise.THREADS)
+            add("products", m.products.kernels(dtype, tile), g, name, threads, tile)
+        widest = collections.defaultdict(lambda: m.narrow.threads_per_block([m.narrow.MAX_WIDTH]))
+        add("narrow", m.narrow.kernels(dtype), {
+            "forward": sig(mat, vec, ivec, vec, flag),
+            "backward": sig(vec, ivec, vec, i64),
+        }, name, widest)
+    add("elementwise", m.elementwise.index_kernels(), {"gather_1d": [("", (ivec, ivec, ivec))]}, "int64",
+        collections.defaultdict(lambda: m.elementwise.THREADS))
     return out
 
 
 def kernel_modules():
-    """The CUDA backend's kernel modules (elementwise, gemm, fused): the one place this file
-    names them."""
-    from fastbp._kernels import cuda_elementwise, cuda_fused, cuda_gemm
-    return cuda_elementwise, cuda_gemm, cuda_fused
+    """The CUDA backend's kernel modules, by name: the one place this file imports them."""
+    from fastbp._kernels.cuda import activations, elementwise, losses, narrow, optimizers, products
+    return pytypes.SimpleNamespace(activations=activations, elementwise=elementwise, losses=losses,
+                                   narrow=narrow, optimizers=optimizers, products=products)
 
 
 def fused_max_width():
-    """cuda_fused's eligibility limit: the widest layer the fused kernels take."""
-    return kernel_modules()[2].MAX_WIDTH
+    """narrow.py's eligibility limit: the widest layer the fused kernels take."""
+    return kernel_modules().narrow.MAX_WIDTH
 
 
 # ---- the tools ----
@@ -279,7 +276,7 @@ def _tools():
 
 def sweep(tiles=(), jobs=None, archs=ARCHS, sass=False):
     """Compile and assemble every launchable kernel for every arch -> a list of row dicts.
-    `tiles`: GEMM tiles the launch helpers accept (tile=) besides the default cuda_gemm.TILE.
+    `tiles`: GEMM tiles the launch helpers accept (tile=) besides the default products.TILE.
     Raises ToolsMissing where the tools are absent. `sass`: also count local-memory
     instructions (nvdisasm: about 3x the time of ptxas). Worker processes are spawned (not
     forked: the caller may hold a CUDA context); `jobs` defaults to the CPU count."""

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import fastbp as fb
-from fastbp._kernels import _cy_blas
+from fastbp._kernels.cython_cpu import blas as _cy_blas
 
 CPU = "--cpu-time" in sys.argv
 clock = time.thread_time if CPU else time.perf_counter

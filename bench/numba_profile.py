@@ -5,7 +5,7 @@ alone, interleaved in one process (medians of rounds), beside JAX jit and torch 
     python bench/numba_profile.py [workload ...] [--rounds N] [--no-peers] [--gemm]
 
 --gemm times the register-blocked loops against BLAS (np.dot in njit) on the benchmark
-shapes, which is how numba_kernels.BLAS_MIN_FLOPS was chosen.
+shapes, which is how numba_cpu.products.BLAS_MIN_FLOPS was chosen.
 """
 import argparse
 import dataclasses
@@ -46,7 +46,6 @@ def interleaved(fns, rounds):
 
 
 def profile(w, rounds, peers):
-    from fastbp._kernels import numba_fused as fused
     rng = np.random.default_rng(0)
     X = rng.standard_normal((w.batch, w.sizes[0])).astype(np.float32)
     y = rng.standard_normal((w.batch, w.sizes[-1])).astype(np.float32)
@@ -55,15 +54,12 @@ def profile(w, rounds, peers):
     opt = fb.SGD(1e-4)
     net.train_step(X, y, opt)
     ops, state = net._ops, net._state
-    prep = ops.prepared(state, w.batch)
-    labels = np.zeros(0, np.intp)
-    vel = opt.state["velocity"]
+    run = ops.prepared(state, w.batch).steps["sgd"]      # the compiled step with its arguments
     n = None      # calibrated per implementation: ~10 ms per round
     fns = {
         "net.train_step": timer(lambda: net.train_step(X, y, opt), n),
         "ops.train_step": timer(lambda: ops.train_step(state, X, y, opt), n),
-        "compiled call": timer(lambda: prep.sgd(X, y, labels, state.params.flat, state.grads.flat, prep.ws,
-                                                prep.plan, vel, 1e-4, 0.0, 0.0, False), n),
+        "compiled call": timer(lambda: run(X, y, opt), n),
         "boundary checks": timer(lambda: (net.check_optimizer(opt),
                                           validation.ready_pair(X, y, net.dtype, w.sizes[0], w.sizes[-1])), n),
     }
@@ -85,7 +81,7 @@ def profile(w, rounds, peers):
 
 def gemm(rounds):
     from numba import njit
-    from fastbp._kernels import numba_kernels as K
+    from fastbp._kernels.numba_cpu import products as K
 
     @njit(cache=True)
     def blas_nn(A, B, C):

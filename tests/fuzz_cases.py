@@ -30,7 +30,7 @@ import numpy as np
 import fastbp as fb
 from fastbp._kernels import reference
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu")
+ACTIVATIONS = fb.activations.NAMES
 LOSSES = ("mse", "cross_entropy", "bce")
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # The tolerance of docs/design.md ("float64: 1e-10 relative; float32: rounding only"), here relative

@@ -1,8 +1,8 @@
 """The vectorizable float32 exp / tanh / sigmoid the compiled backends use in their forward
 passes, driven through each backend's own compiled code: relative error <= 1e-6 against
 float64 wherever the float64 result is a normal float32, within 1e-6 * tiny below that,
-NaN -> NaN, +-inf -> the limits. Numba's (numba_math.py) compute in float32 lanes, as
-the float32 backends promise; Cython's tanh (_cy_math32.pxd) computes in double and rounds once, so it
+NaN -> NaN, +-inf -> the limits. Numba's (numba_cpu/primitives.py) compute in float32 lanes, as
+the float32 backends promise; Cython's tanh (cython_cpu/primitives.pxd) computes in double and rounds once, so it
 must also be within one float32 ulp (float32 rounding only, as docs/design.md asks of a backend).
 Cython's sigmoid is libm's expf-based formula (covered by the shared suites).
 """
@@ -26,9 +26,9 @@ def sweep():
 
 
 def numba_activate(x, code):
-    from fastbp._kernels import numba_kernels as K
+    from fastbp._kernels.numba_cpu.activations import activate_1d
     out = np.empty_like(x)
-    K.activate(x, out, code)
+    activate_1d(x, out, code)
     return out
 
 
@@ -36,8 +36,8 @@ def numba_exp(x):
     """fast_exp isn't used by a kernel on its own; evaluate it under the kernels' flags."""
     from numba import njit
 
-    from fastbp._kernels.numba_kernels import FASTMATH
-    from fastbp._kernels.numba_math import fast_exp
+    from fastbp._kernels.numba_cpu.options import FASTMATH
+    from fastbp._kernels.numba_cpu.primitives import fast_exp
 
     @njit(fastmath=FASTMATH, error_model="numpy")
     def run(a, out):
@@ -51,7 +51,7 @@ def numba_exp(x):
 
 def cython_activate(x, code):
     """A = f(X @ [[1]] + 0): the extension's forward pass itself (X @ [[1]] + 0 is x exactly)."""
-    from fastbp._kernels import _cython_kernels as C
+    from fastbp._kernels.cython_cpu import kernels as C
     X = np.ascontiguousarray(x.reshape(-1, 1))
     Z, A = np.empty_like(X), np.empty_like(X)
     C.linear_forward(X, np.ones((1, 1), F32), np.zeros(1, F32), Z, A, code)
@@ -101,7 +101,7 @@ def test_float32_approximation_error_bound(backend, name):
 def test_cython_float64_activations_are_libm():
     if "cython" not in fb.available_backends():
         pytest.skip("cython backend not usable here")
-    from fastbp._kernels import _cython_kernels as C
+    from fastbp._kernels.cython_cpu import kernels as C
     x = np.linspace(-30, 30, 10001).reshape(-1, 1)
     Z, A = np.empty_like(x), np.empty_like(x)
     for code, ref in ((act.TANH, np.tanh), (act.SIGMOID, sigmoid64)):

@@ -47,6 +47,8 @@ def torch_activation(torch, name):
         "softplus": lambda x: F.softplus(x, beta=1.0, threshold=40.0),
         "gelu": lambda x: F.gelu(x, approximate="tanh"),
         "silu": F.silu,
+        "selu": F.selu,
+        "mish": F.mish,
     }[name]
 
 
@@ -139,7 +141,7 @@ def build_cases():
     combos = list(itertools.product(ACTIVATIONS, LOSSES, REDUCTIONS))
     cases = []
     for i, (hidden, loss, reduction) in enumerate(combos):
-        output = ACTIVATIONS[(i * 5) % len(ACTIVATIONS)]    # walks all nine outputs
+        output = ACTIVATIONS[(i * 5) % len(ACTIVATIONS)]    # walks every output (5 is prime to the count)
         cases.append(random_case(i, hidden, output, loss, reduction))
     if FULL:
         extra = np.random.default_rng(7)

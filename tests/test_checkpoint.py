@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
-from fastbp import checkpoint
+from fastbp.network import load_checkpoint
 
 from conftest import CPU_BACKENDS
 
@@ -37,7 +37,7 @@ def test_round_trip_is_bit_for_bit_and_training_continues_identically(tmp_path, 
     net, X, y = trained(backend, dtype, opt)
     path = tmp_path / "net.npz"
     net.save(path, optimizer=opt)
-    loaded, loaded_opt = checkpoint.load(path, backend=backend)
+    loaded, loaded_opt = load_checkpoint(path, backend=backend)
     assert repr(loaded) == repr(net)
     assert loaded.dtype == net.dtype and loaded.layer_sizes == net.layer_sizes
     np.testing.assert_array_equal(loaded.get_flat_params(), net.get_flat_params())
@@ -55,11 +55,11 @@ def test_round_trip_is_bit_for_bit_and_training_continues_identically(tmp_path, 
 def test_save_without_optimizer_and_before_its_first_step(tmp_path):
     net = fb.MLP([3, 2], backend="numpy", seed=0)
     net.save(tmp_path / "a.npz")
-    again, opt = checkpoint.load(tmp_path / "a.npz", backend="numpy")
+    again, opt = load_checkpoint(tmp_path / "a.npz", backend="numpy")
     assert opt is None
     np.testing.assert_array_equal(again.get_flat_params(), net.get_flat_params())
     net.save(tmp_path / "b.npz", optimizer=fb.Adam())
-    _, opt = checkpoint.load(tmp_path / "b.npz", backend="numpy")
+    _, opt = load_checkpoint(tmp_path / "b.npz", backend="numpy")
     assert isinstance(opt, fb.Adam) and opt.step_count == 0 and not opt.state
 
 

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(
 
 if "cuda" in fb.available_backends():
     from numba import cuda
-    from fastbp._kernels import cuda as cuda_backend
-    from fastbp._kernels import cuda_gemm
+    from fastbp._kernels.cuda import ops as cuda_backend
+    from fastbp._kernels.cuda import products
 
 ACTS = activations.NAMES
 rng = np.random.default_rng(12345)
@@ -62,7 +62,7 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
     """The tile the GPU uses (16), with sizes that leave tiles partly empty."""
     X, W, b = normal(M, K, dtype=dtype), normal(K, N, dtype=dtype), normal(N, dtype=dtype)
     Z, A = (cuda.device_array((M, N), dtype) for _ in range(2))
-    cuda_gemm.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.TANH, Z, A,
+    products.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.TANH, Z, A,
                              tile=16)
     Zr, Ar = reference.ops.linear_forward(X, W, b, activations.TANH)
     np.testing.assert_allclose(Z.copy_to_host(), Zr, **tolerance(dtype))
@@ -71,22 +71,22 @@ def test_gemm_kernels_at_the_gpu_tile_with_partial_tiles(M, K, N, dtype):
     Zp, Ap = reference.ops.linear_forward(normal(M, 2, dtype=dtype), normal(2, K, dtype=dtype),
                                           normal(K, dtype=dtype), activations.SIGMOID)
     out = cuda.device_array((M, K), dtype)
-    cuda_gemm.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Zp), cuda.to_device(Ap),
+    products.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Zp), cuda.to_device(Ap),
                               activations.SIGMOID, out, tile=16)
     np.testing.assert_allclose(out.copy_to_host(), reference.ops.delta_propagate(D, W, Zp, Ap, activations.SIGMOID),
                                **tolerance(dtype))
-    dW, db = cuda.device_array((K, N), dtype), cuda.device_array(N, dtype)
-    cuda_gemm.weight_gradient(cuda.to_device(X), cuda.to_device(D), dW, db, lambda n, s: cuda.device_array(s, dtype),
+    G = cuda.device_array(K * N + N, dtype)                  # dW, then db
+    products.weight_gradient(cuda.to_device(X), cuda.to_device(D), G, lambda n, s: cuda.device_array(s, dtype),
                               tile=16)
     dWr, dbr = reference.ops.weight_gradient(X, D)
-    np.testing.assert_allclose(dW.copy_to_host(), dWr, **tolerance(dtype))
-    np.testing.assert_allclose(db.copy_to_host(), dbr, **tolerance(dtype))
+    np.testing.assert_allclose(G.copy_to_host()[:K * N].reshape(K, N), dWr, **tolerance(dtype))
+    np.testing.assert_allclose(G.copy_to_host()[K * N:], dbr, **tolerance(dtype))
 
 
 def test_weight_gradient_with_the_batch_split_into_chunks(monkeypatch, dtype):
-    monkeypatch.setattr(cuda_gemm, "ROWS_PER_SPLIT", cuda_gemm.TILE)
+    monkeypatch.setattr(products, "ROWS_PER_SPLIT", products.TILE)
     A, D = normal(13, 3, dtype=dtype), normal(13, 5, dtype=dtype)
-    assert cuda_gemm.batch_splits(13, 2)[0] > 1
+    assert products.batch_splits(13, 2)[0] > 1
     dW, db = fb.kernels.weight_gradient(A, D, backend="cuda")
     dWr, dbr = reference.ops.weight_gradient(A, D)
     np.testing.assert_allclose(dW, dWr, **tolerance(dtype))
@@ -144,6 +144,15 @@ def test_loss_and_grad_fused_and_tiled_match_the_reference(monkeypatch, path, ac
         np.testing.assert_allclose(g, gr, **tolerance(dtype))
     np.testing.assert_allclose(net.forward(X), ref.forward(X), **tolerance(dtype))
     assert net.loss_value(X, y) == pytest.approx(Lr, rel=tolerance(dtype)["rtol"])
+
+
+def test_an_unknown_activation_code_poisons_the_output():
+    """A device function cannot raise: its last branch returns NaN (the host maps names to codes)."""
+    from fastbp._kernels.cuda.activations import activation_backward
+    Z = cuda.to_device(np.ones((2, 3)))
+    out = cuda.device_array((2, 3))
+    activation_backward(Z, Z, Z, len(activations.TABLE), out)
+    assert np.isnan(out.copy_to_host()).all()
 
 
 def test_the_path_is_chosen_by_width():
@@ -266,7 +275,7 @@ def _probe(code, env):
 
 def test_without_numba_cuda_the_module_imports_and_says_why():
     code = ("import sys; sys.modules['numba.cuda'] = None\n"
-            "import fastbp._kernels.cuda as c; ok, why = c.available(); print(ok); print(why)")
+            "import fastbp._kernels.cuda.ops as c; ok, why = c.available(); print(ok); print(why)")
     out = _probe(code, dict(os.environ))
     assert out.returncode == 0, out.stderr
     ok, why = out.stdout.splitlines()[:2]
@@ -275,7 +284,7 @@ def test_without_numba_cuda_the_module_imports_and_says_why():
 
 def test_without_gpu_or_simulator_the_reason_names_the_simulator():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    out = _probe("import fastbp._kernels.cuda as c; ok, why = c.available(); print(ok); print(why)", env)
+    out = _probe("import fastbp._kernels.cuda.ops as c; ok, why = c.available(); print(ok); print(why)", env)
     assert out.returncode == 0, out.stderr
     ok, why = out.stdout.splitlines()[:2]
     assert ok == "True" or "NUMBA_ENABLE_CUDASIM=1" in why     # True only on a machine with a GPU
@@ -304,20 +313,20 @@ def test_gemm_kernels_at_real_sizes(M, K, N, dtype):
     X, W, b = normal(M, K, dtype=dtype), normal(K, N, dtype=dtype, scale=K ** -0.5), normal(N, dtype=dtype)
     X64, W64 = X.astype(np.float64), W.astype(np.float64)
     Z, A = poisoned((M, N), dtype), poisoned((M, N), dtype)
-    cuda_gemm.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.RELU, Z, A)
+    products.linear_forward(cuda.to_device(X), cuda.to_device(W), cuda.to_device(b), activations.RELU, Z, A)
     Zr = X64 @ W64 + b
     assert relative_error(Z.copy_to_host(), Zr) < tol
     assert relative_error(A.copy_to_host(), np.maximum(Zr, 0)) < tol
     D, Ap = normal(M, N, dtype=dtype), np.tanh(normal(M, K, dtype=dtype))
     out = poisoned((M, K), dtype)
-    cuda_gemm.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Ap), cuda.to_device(Ap),
-                              activations.TANH, out)
+    products.delta_propagate(cuda.to_device(D), cuda.to_device(W), cuda.to_device(Ap), cuda.to_device(Ap),
+                             activations.TANH, out)
     Ap64 = Ap.astype(np.float64)
     assert relative_error(out.copy_to_host(), (D.astype(np.float64) @ W64.T) * (1 - Ap64 * Ap64)) < tol
-    dW, db = poisoned((K, N), dtype), poisoned(N, dtype)
-    cuda_gemm.weight_gradient(cuda.to_device(X), cuda.to_device(D), dW, db, lambda n, s: poisoned(s, dtype))
-    assert relative_error(dW.copy_to_host(), X64.T @ D.astype(np.float64)) < tol
-    assert relative_error(db.copy_to_host(), D.astype(np.float64).sum(0)) < tol
+    G = poisoned(K * N + N, dtype)                        # dW, then db
+    products.weight_gradient(cuda.to_device(X), cuda.to_device(D), G, lambda n, s: poisoned(s, dtype))
+    assert relative_error(G.copy_to_host()[:K * N].reshape(K, N), X64.T @ D.astype(np.float64)) < tol
+    assert relative_error(G.copy_to_host()[K * N:], D.astype(np.float64).sum(0)) < tol
 
 
 @real_sizes

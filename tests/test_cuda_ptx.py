@@ -47,17 +47,17 @@ def test_every_launchable_kernel_compiles_for_every_arch_and_dtype(rows):
     errors = [f"{label(r)}: {r['error']}" for r in rows if r["error"]]
     assert not errors, "\n\n".join(errors)
     seen = {(r["factory"], r["dtype"], r["arch"]) for r in rows}
-    expected = {(f, d, a) for f in ("elementwise", "gemm", "fused") for d in ("float32", "float64")
-                for a in ARCH_NAMES} | {("elementwise", "int64", a) for a in ARCH_NAMES}
+    expected = {(f, d, a) for f in ("activations", "losses", "optimizers", "elementwise", "products", "narrow")
+                for d in ("float32", "float64") for a in ARCH_NAMES} | {("elementwise", "int64", a) for a in ARCH_NAMES}
     assert seen == expected
     per_kernel = collections.Counter((r["factory"], r["kernel"], r["case"], r["dtype"], r["tile"]) for r in rows)
     assert set(per_kernel.values()) == {len(resources.ARCHS)}
 
 
 def test_the_fused_kernels_do_not_spill_at_their_widest_layer(rows):
-    fused = [r for r in rows if r["factory"] == "fused"]
+    fused = [r for r in rows if r["factory"] == "narrow"]
     assert {r["kernel"] for r in fused} == {"forward", "backward"}
-    widest = resources.kernel_modules()[2].threads_per_block([resources.fused_max_width()])
+    widest = resources.kernel_modules().narrow.threads_per_block([resources.fused_max_width()])
     for r in fused:
         assert r["threads"] == widest
         assert (r["spill_stores"], r["spill_loads"]) == (0, 0), f"{label(r)} spills: {r}"
@@ -117,8 +117,8 @@ def run_every_launch_path(dtype, monkeypatch):
     optimizers, fit with shuffling (row gathers) and validation, the public kernels with
     strided and F-order device inputs, weight gradients split over batch chunks."""
     from numba import cuda
-    from fastbp._kernels import cuda as backend
-    gemm = resources.kernel_modules()[1]
+    from fastbp._kernels.cuda import ops as backend
+    gemm = resources.kernel_modules().products
     monkeypatch.setattr(gemm, "ROWS_PER_SPLIT", gemm.TILE)          # small batches split too
     rng = np.random.default_rng(0)
     for fused in (True, False):

@@ -14,7 +14,7 @@ from fastbp import _kernels, activations
 from fastbp._kernels import base, reference
 from conftest import tolerance
 
-cython_cpu = pytest.importorskip("fastbp._kernels.cython_cpu")
+cython_cpu = pytest.importorskip("fastbp._kernels.cython_cpu.ops")
 pytestmark = pytest.mark.skipif(not cython_cpu.available()[0],
                                 reason=f"Cython backend not usable: {cython_cpu.available()[1]}")
 
@@ -46,17 +46,18 @@ def pair(dtype, loss="mse", reduction="mean", activation="relu", output="identit
 # ---- the extension is built and is what runs ----
 
 def test_extension_modules_are_compiled():
-    from fastbp._kernels import _cy_blas, _cython_kernels
+    from fastbp._kernels.cython_cpu import blas as _cy_blas, kernels as _cython_kernels
     for module in (_cython_kernels, _cy_blas):
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
-    for name in ("network_step_f32", "network_step_f64", "linear_forward", "delta_propagate",
+    for name in ("network_pass", "sgd_step", "adam_step", "linear_forward", "delta_propagate",
                  "weight_gradient", "loss_and_output_grad", "sgd_update", "adam_update"):
         kernel = getattr(_cython_kernels, name)
         assert not inspect.isfunction(kernel), f"{name} is a Python function, not compiled code"
         assert type(kernel).__name__ in ("cython_function_or_method", "fused_cython_function",
                                          "builtin_function_or_method"), type(kernel)
-    assert fb.MLP([2, 2], backend="cython")._ops is cython_cpu.ops
-    assert type(cython_cpu.ops).train_step is not base.Ops.train_step
+    net = fb.MLP([2, 2], backend="cython")
+    assert net._ops is cython_cpu.ops
+    assert set(net._ops.prepared(net._state, 3).steps) == {"sgd", "adam"}     # compiled whole steps
 
 
 def test_results_do_not_come_from_the_reference(monkeypatch):
@@ -80,7 +81,7 @@ def test_results_do_not_come_from_the_reference(monkeypatch):
 
 
 def test_blas_is_reachable_and_both_providers_agree():
-    from fastbp._kernels import _cy_blas
+    from fastbp._kernels.cython_cpu import blas as _cy_blas
     name, description = _cy_blas.provider()
     assert name in ("numpy", "scipy"), description
     rng = np.random.default_rng(2)
@@ -100,7 +101,7 @@ def test_blas_is_reachable_and_both_providers_agree():
 
 
 def test_threaded_and_serial_passes_give_identical_bits():
-    from fastbp._kernels import _cython_kernels as k
+    from fastbp._kernels.cython_cpu import kernels as k
     rng = np.random.default_rng(4)
     X, y = batch(rng, 64, "mse", n_in=40, n_out=70)
     outs = []
@@ -196,12 +197,12 @@ def test_workspace_is_allocated_once_and_reused_across_batch_sizes():
         X, y = batch(rng, n, "mse")
         for net, opt in zip(nets, opts):
             net.train_step(X, y, opt)
-        seen.append(nets[1]._state.scratch["cython"])
+        seen.append(nets[1]._state.scratch["workspace"])
         np.testing.assert_allclose(nets[1].flat_params, nets[0].flat_params, **tolerance(np.float64))
     assert all(ws is seen[0] for ws in seen) and seen[0].capacity == 32
     X, y = batch(rng, 40, "mse")
     nets[1].train_step(X, y, opts[1])
-    assert nets[1]._state.scratch["cython"].capacity == 40          # grown for a larger batch
+    assert nets[1]._state.scratch["workspace"].capacity == 40       # grown for a larger batch
 
 
 # ---- backend choice ----

@@ -1,4 +1,5 @@
-"""Every ```python block of docs/tutorial.md runs, in order, in one namespace."""
+"""Every ```python block of docs/tutorial.md runs, in order, in one namespace; the files
+docs/architecture.md names exist."""
 import pathlib
 import re
 
@@ -63,3 +64,11 @@ def test_links_between_docs_pages_resolve():
             if not (page.parent / target).is_file():
                 broken.append(f"{page.name} -> {target}")
     assert not broken, broken
+def test_the_architecture_page_names_files_that_exist():
+    root = TUTORIAL.parent.parent
+    page = (root / "docs" / "architecture.md").read_text()
+    names = set(re.findall(r"[\w/.]*\w\.(?:py|pyx|pxd)\b|_kernels/\w+/", page))
+    assert len(names) > 20, names
+    places = [p.relative_to(root).as_posix() for p in root.rglob("*") if ".git" not in p.parts]
+    missing = [n for n in sorted(names) if not any(p == n or p.endswith("/" + n.rstrip("/")) for p in places)]
+    assert not missing, f"docs/architecture.md names files that are not in the repository: {missing}"

@@ -180,7 +180,7 @@ def test_hostile_checkpoint_is_a_value_error_naming_it_before_anything_is_built(
                                                                                 no_network_built):
     path = hostile_files[name]
     with fuzz_report.hostile_case(FAMILY):
-        peak = refused_by_all((fb.MLP.load, checkpoint.read, checkpoint.load), path, name)
+        peak = refused_by_all((fb.MLP.load, checkpoint.read, network.load_checkpoint), path, name)
         assert peak < 8 * MB, f"{name}: loading allocated {peak / MB:.1f} MiB for a {os.path.getsize(path):,}-byte file"
 
 

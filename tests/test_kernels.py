@@ -117,6 +117,24 @@ def test_extreme_preactivations_stay_finite(backend, dtype):
                                    **tolerance(dtype), err_msg=activation)
 
 
+def test_nan_from_finite_inputs_stays_nan_through_every_activation(backend, dtype):
+    """Finite inputs and weights whose hidden layer overflows to +inf and -inf make the output
+    layer's Z = inf - inf = NaN; every activation keeps it NaN, as the reference does (relu
+    too: max(NaN, 0) is NaN, not 0)."""
+    big = np.finfo(dtype).max / 4
+    X = np.array([[big]], dtype=dtype)
+    weights, biases = [np.array([[big, -big]]), np.ones((2, 1))], [np.zeros(2), np.zeros(1)]
+    for activation in ACTIVATIONS:
+        outputs = []
+        for be in ("numpy", backend):
+            net = fb.MLP([1, 2, 1], activation="identity", output_activation=activation, dtype=dtype, backend=be)
+            net.set_params(weights, biases)
+            with np.errstate(over="ignore", invalid="ignore"):
+                outputs.append(net.forward(X))
+        assert np.isnan(outputs[0]).all(), f"{activation} in the reference: {outputs[0]}"
+        assert np.isnan(outputs[1]).all(), f"{activation} on {backend}: {outputs[1]}"
+
+
 # ---- memory layouts and read-only inputs ----
 
 def fortran(a):

@@ -23,9 +23,9 @@ F32 = np.float32
 # (the float32 approximations' error bound: tests/test_activations32.py)
 
 def activate(x, code):
-    from fastbp._kernels import numba_kernels as K
+    from fastbp._kernels.numba_cpu.activations import activate_1d
     out = np.empty_like(x)
-    K.activate(x, out, code)
+    activate_1d(x, out, code)
     return out
 
 
@@ -157,28 +157,33 @@ def test_nan_input_is_rejected_inside_the_call_before_any_write(where):
 
 
 def test_workspaces_are_reused_across_changing_batch_sizes():
-    """One workspace per batch size, allocated once and reused; results as the reference
-    whatever the order of sizes; only a few kept."""
-    from fastbp._kernels.numba_cpu import MAX_WORKSPACES
+    """One workspace per network, allocated once for the largest batch so far and shared by
+    the smaller ones; what each batch size needs besides it is prepared once and reused;
+    results as the reference whatever the order of sizes; only a few sizes kept."""
+    from fastbp._kernels.base import MAX_PREPARED
     rng = np.random.default_rng(4)
     ref, net = pair("mse", "mean", "sigmoid", "identity", np.float64)
     opt_ref, opt = fb.SGD(0.1, momentum=0.5), fb.SGD(0.1, momentum=0.5)
-    seen = {}
+    seen = []
     for batch in (5, 3, 5, 1, 3, 8, 5):
         X, y = data("mse", batch, rng)
         assert net.train_step(X, y, opt) == pytest.approx(ref.train_step(X, y, opt_ref), rel=1e-10)
-        ws = net._state.scratch[batch]
-        assert seen.setdefault(batch, ws) is ws
+        seen.append((net._state.scratch[batch], net._state.scratch["workspace"]))
     np.testing.assert_allclose(net.get_flat_params(), ref.get_flat_params(), rtol=1e-10)
+    (p5, w0), (p3, _), (p5b, _), _, (p3b, _), (p8, w8), (p5c, w8b) = seen
+    assert p5b is p5 and p3b is p3                                  # prepared once per batch size
+    assert all(w is w0 for _, w in seen[:5]) and w0.capacity == 5   # one workspace shared by 5, 3, 1
+    assert w8 is w8b is not w0 and w8.capacity == 8                 # grown once, for 8
+    assert p5c is not p5 and p5c.workspace is w8                    # 5 prepared again over the new one
     for batch in (9, 10, 11, 12, 13):
         net.train_step(*data("mse", batch, rng), opt)
-    assert sum(isinstance(k, int) for k in net._state.scratch) <= MAX_WORKSPACES
+    assert sum(isinstance(k, int) for k in net._state.scratch) <= MAX_PREPARED
 
 
 def test_blas_path_matches_the_loops():
     """A network whose first layer goes to BLAS and whose second runs the loops: same
     numbers as the reference on both paths."""
-    from fastbp._kernels.numba_kernels import BLAS_MIN_FLOPS, use_blas
+    from fastbp._kernels.numba_cpu.products import BLAS_MIN_FLOPS, use_blas
     rng = np.random.default_rng(8)
     sizes = (300, 40, 8)
     batch = 20
@@ -193,10 +198,10 @@ def test_blas_path_matches_the_loops():
 
 
 def test_numpy_blas_gemm_and_its_fallback():
-    """numba_blas.gemm (NumPy's cblas gemm through an address argument) on every transpose
+    """numba_cpu.blas.gemm (NumPy's cblas gemm through an address argument) on every transpose
     form, on strided row views, and its refusals (address 0, elements not adjacent), which
     leave C untouched so the caller uses np.dot."""
-    from fastbp._kernels import numba_blas as nb
+    from fastbp._kernels.numba_cpu import blas as nb
     rng = np.random.default_rng(9)
     for dtype in (np.float32, np.float64):
         addr = nb.gemm_address(dtype)
@@ -244,9 +249,10 @@ def test_set_num_threads_limits_numba_and_blas():
 
 
 def test_import_compiles_nothing():
-    code = ("import fastbp, sys; from fastbp._kernels import numba_cpu, numba_fused, numba_kernels; "
+    code = ("import fastbp, sys, importlib, pkgutil; import fastbp._kernels.numba_cpu as p; "
             "from numba.core.registry import CPUDispatcher; "
-            "d = [v for m in (numba_fused, numba_kernels) for v in vars(m).values() if isinstance(v, CPUDispatcher)]; "
+            "ms = [importlib.import_module(p.__name__ + '.' + i.name) for i in pkgutil.iter_modules(p.__path__)]; "
+            "d = [v for m in ms for v in vars(m).values() if isinstance(v, CPUDispatcher)]; "
             "assert d and all(not f.signatures for f in d), [f for f in d if f.signatures]; "
             "print(len(d))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

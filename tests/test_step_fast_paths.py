@@ -83,17 +83,17 @@ def test_ready_pair_accepts_only_exact_kernel_arrays():
 @pytest.mark.skipif("numba" not in fb.available_backends(), reason="numba backend not usable")
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy", "bce"])
 def test_numba_flat_pass_equals_the_view_pass(loss, monkeypatch):
-    """Tiny networks run numba_fused's view-free pass; forcing the view/BLAS pass on the
+    """Tiny networks run the Numba step's view-free pass; forcing the view/BLAS pass on the
     same network gives the same losses, gradients and parameters (float64, every activation)."""
-    from fastbp._kernels import numba_fused
+    from fastbp._kernels.numba_cpu import step
     rng = np.random.default_rng(3)
     for activation in ACTIVATIONS:
         pair = []
-        for flat_max in (numba_fused.FLAT_MAX_MACS, -1):
-            monkeypatch.setattr(numba_fused, "FLAT_MAX_MACS", flat_max)
+        for flat_max in (step.FLAT_MAX_MACS, -1):
+            monkeypatch.setattr(step, "FLAT_MAX_MACS", flat_max)
             net = fb.MLP([4, 5, 3], activation=activation, loss=loss, dtype=np.float64, backend="numba", seed=2)
             pair.append((net, fb.Adam(0.01)))
-            assert net._ops.prepared(net._state, 6).plan[numba_fused.FLAT] == (flat_max > 0)
+            assert net._ops.prepared(net._state, 6).flat == (flat_max > 0)
         for _ in range(3):
             X = rng.standard_normal((6, 4))
             y = rng.integers(0, 3, 6) if loss == "cross_entropy" else rng.random((6, 3))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import files, memory
+from .layout import architecture
 from .npzfile import Archive
 
 FORMAT = "fastbp-mlp"
@@ -44,10 +45,6 @@ class Checkpoint:
     optimizer: dict = None        # {"type", "hyperparameters", "step_count"} or None
     optimizer_arrays: dict = field(default_factory=dict)    # state name -> flat array
     training: dict = None         # fit's progress (epoch, RNG state, history, ...) or None
-
-    def build_network(self, backend="auto"):
-        from .network import MLP, architecture
-        return MLP._with_parameters(architecture(**self.architecture), self.params, backend)
 
     def build_optimizer(self, net):
         from .optim import optimizer_from_checkpoint
@@ -96,19 +93,9 @@ def read(path):
     return checkpoint
 
 
-def load(path, backend="auto"):
-    """-> (net, optimizer or None). A corrupt, truncated or foreign file is a ValueError naming it."""
-    from ._kernels import resolve
-    resolve(backend)                    # a bad backend name is the caller's error, not the file's
-    checkpoint = read(path)
-    net = checkpoint.build_network(backend)
-    return net, checkpoint.build_optimizer(net)
-
-
 # ---- reading: each section checked before the next is trusted ----
 
 def _read_checked(path, archive):
-    from .network import architecture
     meta = _description(archive)
     try:
         arch = architecture(**{k: meta[k] for k in _ARCHITECTURE_KEYS})

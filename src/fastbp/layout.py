@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import activations, losses, validation
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -39,6 +41,18 @@ class Architecture:
     @property
     def n_params(self):
         return sum(n_in * n_out + n_out for n_in, n_out in self.shapes)
+
+
+def architecture(layer_sizes, activation="relu", output_activation="identity", loss="mse",
+                 reduction="mean", dtype=np.float32):
+    """MLP's description (its keyword arguments) -> the checked Architecture; ValueError or
+    TypeError naming the argument otherwise."""
+    sizes = validation.layer_sizes(layer_sizes)
+    hidden = activations.code(activation, "activation")
+    output = activations.code(output_activation, "output_activation")
+    return Architecture(sizes=sizes, activations=(hidden,) * (len(sizes) - 2) + (output,),
+                        loss=losses.code(loss), reduction=losses.reduction_code(reduction),
+                        dtype=validation.float_dtype(dtype))
 
 
 class FlatBuffer:

@@ -5,9 +5,9 @@ once at the boundary, keeps the buffers, and never branches on the backend.
 """
 import numpy as np
 
-from . import activations, losses, memory, validation
+from . import activations, checkpoint, losses, memory, validation
 from ._kernels import get_ops, resolve
-from .layout import Architecture, FlatBuffer, NetState
+from .layout import FlatBuffer, NetState, architecture
 from .optim import Optimizer
 
 
@@ -49,15 +49,6 @@ def initial_parameters(arch, seed, init="auto"):
             w *= 2 * limit
             w -= limit
     return flat if arch.dtype == flat.dtype else flat.astype(arch.dtype)
-
-
-def architecture(layer_sizes, activation, output_activation, loss, reduction, dtype):
-    """MLP's description arguments, checked -> Architecture (nothing allocated)."""
-    sizes = validation.layer_sizes(layer_sizes)
-    hidden = activations.code(activation, "activation")
-    output = activations.code(output_activation, "output_activation")
-    return Architecture(sizes=sizes, activations=(hidden,) * (len(sizes) - 2) + (output,), loss=losses.code(loss),
-                        reduction=losses.reduction_code(reduction), dtype=validation.float_dtype(dtype))
 
 
 _NO_TARGETS = object()     # MLP._inputs called without targets
@@ -277,10 +268,23 @@ class MLP:
 
     # ---- persistence ----
     def save(self, path, optimizer=None):
-        from .checkpoint import save
-        save(self, path, optimizer)
+        checkpoint.save(self, path, optimizer)
 
     @classmethod
     def load(cls, path, backend="auto"):
-        from .checkpoint import load
-        return load(path, backend)[0]
+        return load_checkpoint(path, backend)[0]
+
+    @classmethod
+    def from_checkpoint(cls, saved, backend="auto"):
+        """The network a checkpoint.Checkpoint (checked by checkpoint.read) describes, with its
+        parameters (no random start drawn)."""
+        return cls._with_parameters(architecture(**saved.architecture), saved.params, backend)
+
+
+def load_checkpoint(path, backend="auto"):
+    """-> (net, optimizer or None) from a checkpoint file. A corrupt, truncated or foreign
+    file is a ValueError naming it."""
+    resolve(backend)                    # a bad backend name is the caller's error, not the file's
+    saved = checkpoint.read(path)
+    net = MLP.from_checkpoint(saved, backend)
+    return net, saved.build_optimizer(net)

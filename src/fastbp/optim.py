@@ -1,6 +1,8 @@
 """Optimizers: hyper-parameters plus state buffers, each state one flat array shaped like
 the network's parameter buffer. The update itself is a backend kernel (`Ops.sgd_update`,
-`Ops.adam_update`), fused over the whole buffer.
+`Ops.adam_update`), fused over the whole buffer; a backend with a compiled training step
+for the optimizer's `kind` runs the update inside it, reading the hyper-parameters by name
+(lr, momentum, ...) on every step and the state buffers from `state` by their names.
 
 Semantics follow torch.optim.SGD (dampening 0) and torch.optim.Adam (L2 weight decay).
 An optimizer binds to the first network it updates (its parameter buffer): using it with
@@ -27,10 +29,18 @@ def _number(value, name, low=0.0, low_open=False, high=None):
 
 class Optimizer:
     state_names = ()
+    # The update as compiled training steps know it ("sgd", "adam"); None: only through
+    # update(). A subclass gets None unless it sets `kind` itself: it may change the update.
+    kind = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" not in cls.__dict__:
+            cls.kind = None
 
     def __init__(self):
         self._binding = None      # (n_params, dtype, backend name)
-        self._params = None       # the parameter buffer the state belongs to
+        self.bound_to = None      # the parameter buffer the state belongs to (None: unbound)
         self._ops = None
         self.state = {}           # name -> flat state buffer (backend array)
         self.step_count = 0
@@ -38,7 +48,7 @@ class Optimizer:
     def check_compatible(self, n_params, dtype, backend, params=None):
         """ValueError if this optimizer already updates another network: a different kind
         (size, dtype, backend) or, when `params` (the network's buffer) is given, another one."""
-        if params is not None and params is self._params:
+        if params is not None and params is self.bound_to:
             return                  # bound to this very buffer: this network (the per-step fast path)
         wanted = (n_params, np.dtype(dtype), backend)
         if self._binding is not None and self._binding != wanted:
@@ -46,25 +56,25 @@ class Optimizer:
             raise ValueError(f"optimizer holds state for a network of {n} {dt} parameters on {be!r}; "
                              f"got one of {n_params} {np.dtype(dtype)} parameters on {backend!r} "
                              f"(use one optimizer per network)")
-        if params is not None and self._params is not None and params is not self._params:
+        if params is not None and self.bound_to is not None and params is not self.bound_to:
             raise ValueError("optimizer holds state for another network (of the same shape); "
                              "use one optimizer per network")
 
     def updates(self, params):
         """Whether this optimizer's state belongs to the parameter buffer `params` (bound to it)."""
-        return params is self._params
+        return params is self.bound_to
 
     def bind(self, ops, params):
         """Allocate the state buffers once, on the network's backend."""
         if self._binding is None:
             self._binding = (params.size, params.dtype, ops.name)
-            self._params = params
+            self.bound_to = params
             self._ops = ops
             self.state = {name: ops.zeros(params.size, params.dtype) for name in self.state_names}
 
     def unbind(self):
         """Back to unbound, state dropped (a first step that failed after binding)."""
-        self._binding = self._params = self._ops = None
+        self._binding = self.bound_to = self._ops = None
         self.state = {}
 
     def update(self, ops, params, grads):
@@ -114,6 +124,7 @@ class SGD(Optimizer):
         nesterov: Nesterov momentum (needs momentum > 0).
     """
     state_names = ("velocity",)
+    kind = "sgd"
 
     def __init__(self, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__()
@@ -149,6 +160,7 @@ class Adam(Optimizer):
         weight_decay: L2 penalty added to the gradient, >= 0.
     """
     state_names = ("m", "v")
+    kind = "adam"
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__()

@@ -1,7 +1,7 @@
 """fastbp.set_num_threads: one limit for the thread pools fastbp's kernels use.
 
 The NumPy, Cython and Numba backends call NumPy's BLAS (Numba falls back to SciPy's, through
-np.dot, where NumPy's cannot be reached: fastbp._kernels.numba_blas), and Numba's own
+np.dot, where NumPy's cannot be reached: fastbp._kernels.numba_cpu.blas), and Numba's own
 parallel pool serves any prange loop. `set_num_threads(n)` limits all of them, in this
 process, from now on: threadpoolctl for every BLAS/OpenMP library loaded (SciPy's BLAS is
 loaded first, so the fallback is among them), numba.set_num_threads for Numba's pool

@@ -257,16 +257,10 @@ def make_step(net, optimizer, keep_grads=False):
     swaps in a step that averages the gradients across processes.
     """
     ops, state = net._ops, net._state
-    if not keep_grads:
-        def step(X, y):
-            return ops.train_step(state, X, y, optimizer)
-    else:
-        def step(X, y):
-            loss = ops.loss_and_grad(state, X, y)
-            if not (np.isfinite(loss) and ops.all_finite(state.grads.flat)):
-                raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
-            optimizer.update(ops, state.params.flat, state.grads.flat)
-            return loss
+    run = ops.composed_train_step if keep_grads else ops.train_step
+
+    def step(X, y):
+        return run(state, X, y, optimizer)
     return step
 
 

@@ -7,9 +7,9 @@ import importlib
 
 MODULES = {
     "numpy": "fastbp._kernels.reference",
-    "numba": "fastbp._kernels.numba_cpu",
-    "cython": "fastbp._kernels.cython_cpu",
-    "cuda": "fastbp._kernels.cuda",
+    "numba": "fastbp._kernels.numba_cpu.ops",
+    "cython": "fastbp._kernels.cython_cpu.ops",
+    "cuda": "fastbp._kernels.cuda.ops",
 }
 
 _status = {}   # name -> (usable, why not)
@@ -53,36 +53,21 @@ def resolve(name, arch=None):
 # "auto" takes the first usable backend of auto_order(arch): AUTO_PREFERENCE, reordered for
 # the network's shape by the rule below. With no architecture (fastbp.kernels.*, or a
 # caller that does not say) it is AUTO_PREFERENCE as written: Cython first, as it is compiled
-# at install time (no JIT latency, no Numba import) and was the faster CPU backend on most
-# shapes measured.
+# at install time (no JIT latency, no Numba import).
 AUTO_PREFERENCE = ("cython", "numba", "numpy")
 
-# The rule, from measurements of one float32 SGD train_step per shape, numba time over
-# cython time (> 1: Cython faster), one thread, idle 2-core AMD EPYC, 2026-11-23, after both
-# backends took plain SGD into the weight-gradient GEMM and Cython's float32 tanh became
-# vectorized (sigmoid measured with a vectorized form since dropped for libm's, which was as
-# fast or faster; `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python
-# bench/cython_auto_rule.py 11`, and with SMALL=1):
-#     relu nets: 64-64-64-1 b32 1.11, 128-128-10 b16 1.12, 784-128-64-10 b64 1.03,
-#         256-256-256-10 b32 1.02, 512-512-512-10 b64 1.00, 784-256-256-10 b256 1.00,
-#         1024x4 b256 0.99 (within 1% either way from mnist size up)
-#     tanh / sigmoid nets: 784-128-64-10 b64 sigmoid 0.82-0.84, 64-64-64-1 b32 0.53,
-#         32-32-32-1 b256 0.39
-#     2-2-2 b1 sigmoid: 1.44 (per-call overhead; Cython's is lower)
-# Numba wins wherever a transcendental activation is computed: its float32-lane
-# approximations (8 AVX2 lanes) against Cython's libm-accurate forms (libm's expf for
-# sigmoid, a double form on 2 SSE2 lanes for tanh).
-# Elsewhere the two run the same BLAS and Cython's lower call overhead and zero JIT latency
-# decide.
+# The rule: Numba for networks of at least TINY_NETWORK_PARAMS parameters with a
+# transcendental activation, where its float32-lane exp/tanh beat Cython's libm-accurate
+# forms; Cython elsewhere (the same BLAS, lower call overhead, no JIT latency). The
+# measurements and the command that takes them: bench/results/auto-rule.md.
 TINY_NETWORK_PARAMS = 1000          # below this, per-call overhead decides: Cython's is lower
 
 
 def prefers_numba(arch):
-    """The measured rule above: numba for not-tiny networks with a transcendental activation
-    (anything but identity/relu/leaky_relu)."""
+    """The rule above, for a network `arch` (a layout.Architecture)."""
     from .. import activations
-    cheap = {activations.IDENTITY, activations.RELU, activations.LEAKY_RELU}
-    return arch.n_params >= TINY_NETWORK_PARAMS and any(code not in cheap for code in arch.activations)
+    return (arch.n_params >= TINY_NETWORK_PARAMS
+            and any(code in activations.TRANSCENDENTAL for code in arch.activations))
 
 
 def auto_order(arch=None):

@@ -1,21 +1,33 @@
-"""The backend interface: the kernels of docs/design.md, plus network-level steps built from them.
+"""The backend interface (thinc's Ops is the model): the kernels of docs/design.md, the
+network-level passes composed from them, one workspace cache and one training-step
+orchestration. A backend is one `Ops` subclass in one module and overrides what it does
+faster; everything else works from here on its first day:
 
-A backend is one `Ops` subclass in one module. Its kernels receive arrays that the API
-boundary has already checked (one float dtype, consistent shapes, finite, C-contiguous,
-in the backend's memory) and activation/loss codes from `fastbp.activations` and
-`fastbp.losses`. The network-level methods below compose those kernels layer by layer;
-a backend with a fused path (one compiled call per step) overrides them.
+    kernels         default: the NumPy reference (reference.py) on host copies
+    forward, loss, loss_and_grad
+                    default: composed from the kernels, layer by layer
+    train_step      here only: a backend's compiled whole step for the optimizer's kind (from
+                    `prepare`), or the gradient pass and the optimizer's own update
+    prepared        the per-network cache: one workspace (`make_workspace`), grown for a larger
+                    batch, and per batch size the backend's `prepare` (entry points, views)
+
+Kernels receive arrays the API boundary has already checked (one float dtype, consistent
+shapes, finite, C-contiguous, in the backend's memory) and activation/loss codes from
+`fastbp.activations` and `fastbp.losses`.
 """
 import math
 
 import numpy as np
 
 from ..validation import kernel_array
+from .plan import NONFINITE, OK, status_error
+
+MAX_PREPARED = 4     # batch sizes kept per network (fit's batch, its last short one, evaluation, ...)
 
 
 class Ops:
     name = "base"
-    # True where train_step itself rejects NaN/inf in X or y (ValueError naming the
+    # True where the backend's own passes reject NaN/inf in X or y (ValueError naming the
     # argument, raised before anything is written): the model boundary then skips its pass.
     checks_finite = False
     # What a first step may spend its time on, shown by fit's progress bar until the step ends
@@ -57,32 +69,49 @@ class Ops:
     def kernel_outputs(self, outs):
         return outs
 
-    # ---- kernels (each backend implements these) ----
+    # ---- kernels: by default the NumPy reference, on host copies ----
     def linear_forward(self, X, W, b, act):
         """-> (Z, A): Z = X @ W + b, A = f(Z)."""
-        raise NotImplementedError
+        return self._by_reference("linear_forward", X, W, b, act)
 
     def activation_backward(self, dA, Z, A, act):
         """-> dA * f'(Z)."""
-        raise NotImplementedError
+        return self._by_reference("activation_backward", dA, Z, A, act)
 
     def delta_propagate(self, delta, W, Z, A, act):
         """-> (delta @ W.T) * f'(Z), with Z, A of the earlier layer."""
-        raise NotImplementedError
+        return self._by_reference("delta_propagate", delta, W, Z, A, act)
 
     def weight_gradient(self, A_prev, delta, dW=None, db=None):
         """-> (dW, db) = (A_prev.T @ delta, delta.sum(0)); written into dW, db when given."""
-        raise NotImplementedError
+        if dW is None:
+            return self._by_reference("weight_gradient", A_prev, delta)
+        self._by_reference("weight_gradient", A_prev, delta, dW, db, written=(2, 3))
+        return dW, db
 
     def loss_and_output_grad(self, out, y, loss, reduction):
         """-> (loss as a Python float, dLoss/d out)."""
-        raise NotImplementedError
+        return self._by_reference("loss_and_output_grad", out, y, loss, reduction)
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        raise NotImplementedError
+        self._by_reference("sgd_update", p, g, velocity, lr, momentum, weight_decay, nesterov, written=(0, 2))
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        raise NotImplementedError
+        self._by_reference("adam_update", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay,
+                           written=(0, 2, 3))
+
+    def _by_reference(self, kernel, *args, written=()):
+        """The reference's `kernel` on host copies of the array arguments; the arrays at the
+        positions `written` are copied back, the arrays returned are in this backend's memory."""
+        from .reference import ops as reference
+        host = [self.to_host(a) if hasattr(a, "shape") else a for a in args]
+        out = getattr(reference, kernel)(*host)
+        for i in written:
+            if host[i] is not args[i]:
+                self.copy_into(args[i], host[i])
+        if isinstance(out, tuple):
+            return tuple(self.from_host(a) if isinstance(a, np.ndarray) else a for a in out)
+        return self.from_host(out) if isinstance(out, np.ndarray) else out
 
     # ---- network level, composed from the kernels ----
     def forward(self, state, X):
@@ -113,14 +142,83 @@ class Ops:
                 delta = self.delta_propagate(delta, P.W[l], Zs[l - 1], As[l], acts[l - 1])
         return loss
 
-    def train_step(self, state, X, y, optimizer):
-        """Forward, backward and update. A non-finite loss or gradient raises
-        FloatingPointError before anything is updated."""
+    def gradient_pass(self, state, X, y):
+        """loss_and_grad with its outcome as a status (plan.STATUSES): -> (status, loss);
+        NONFINITE when the loss or a gradient is NaN/inf."""
         loss = self.loss_and_grad(state, X, y)
-        if not (math.isfinite(loss) and self.all_finite(state.grads.flat)):
-            raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+        return (OK if math.isfinite(loss) and self.all_finite(state.grads.flat) else NONFINITE), loss
+
+    # ---- the per-network cache ----
+    def make_workspace(self, arch, capacity):
+        """The backend's workspace for batches of up to `capacity` rows: an object with a
+        `capacity` attribute (none by default)."""
+        return NO_WORKSPACE
+
+    def prepare(self, state, workspace, batch):
+        """What passes over batches of `batch` rows need besides the data: an object whose
+        `steps` maps an optimizer kind ("sgd", "adam") to run(X, y, optimizer) -> (status,
+        loss), the backend's compiled whole training step for it (none by default; kinds
+        missing from it take composed_train_step)."""
+        return NO_STEPS
+
+    def prepared(self, state, batch):
+        """prepare(...)'s object for this network and batch size: made once and kept in
+        state.scratch with the workspace, which every batch size up to its capacity shares
+        (a larger batch grows it, and drops what was prepared for the old one)."""
+        scratch = state.scratch
+        prep = scratch.get(batch)
+        if prep is None:
+            workspace = scratch.get("workspace")
+            if workspace is None or workspace.capacity < batch:
+                scratch.clear()
+                workspace = scratch["workspace"] = self.make_workspace(state.arch, batch)
+            sizes = [k for k in scratch if k != "workspace"]
+            if len(sizes) >= MAX_PREPARED:
+                del scratch[sizes[0]]
+            prep = scratch[batch] = self.prepare(state, workspace, batch)
+        return prep
+
+    # ---- the training step ----
+    def train_step(self, state, X, y, optimizer):
+        """Forward, backward and update, in place; -> loss. FloatingPointError (nothing
+        updated) on a non-finite loss or gradient; ValueError (nothing written) on NaN/inf in
+        X or y where the backend checks them (checks_finite). The Python here is the whole
+        per-step overhead of a compiled step: keep it to look-ups. A rejected first step
+        leaves the optimizer unbound, as it was."""
+        prep = state.scratch.get(X.shape[0]) or self.prepared(state, X.shape[0])
+        try:
+            run = prep.steps[optimizer.kind]
+        except KeyError:            # no compiled step for this kind (None: a kind of its own)
+            return self.composed_train_step(state, X, y, optimizer)
+        fresh = optimizer.bound_to is None
+        if fresh:
+            optimizer.bind(self, state.params.flat)
+        status, loss = run(X, y, optimizer)
+        if status:
+            if fresh:
+                optimizer.unbind()
+            raise status_error(status, loss)
+        optimizer.step_count += 1
+        return loss
+
+    def composed_train_step(self, state, X, y, optimizer):
+        """The gradient pass, then the optimizer's own update; the gradients stay in state.grads."""
+        status, loss = self.gradient_pass(state, X, y)
+        if status:
+            raise status_error(status, loss)
         optimizer.update(self, state.params.flat, state.grads.flat)
         return loss
+
+
+class _NoWorkspace:
+    capacity = math.inf
+
+
+class _NoSteps:
+    steps = {}
+
+
+NO_WORKSPACE, NO_STEPS = _NoWorkspace(), _NoSteps()
 
 
 class HostDataset:

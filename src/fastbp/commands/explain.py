@@ -49,7 +49,7 @@ def run(args):
     else:
         if args.network:
             options.input_file(args.network, "--network")
-            saved = checkpoint.read(args.network).build_network(args.backend)
+            saved = fb.MLP.from_checkpoint(checkpoint.read(args.network), args.backend)
             net = fb.MLP(saved.layer_sizes, activation=saved.activation, output_activation=saved.output_activation,
                          loss=saved.loss, reduction=saved.reduction, dtype=np.float64, backend=args.backend)
             net.set_params(saved.weights, saved.biases)

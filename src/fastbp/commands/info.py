@@ -33,10 +33,10 @@ def run(args):
         print(f"Numba {numba.__version__}: {numba.config.NUMBA_NUM_THREADS} threads, "
               f"threading layer {numba.config.THREADING_LAYER!r}")
         if "numba" in usable:
-            from fastbp._kernels.numba_blas import provider
+            from fastbp._kernels.numba_cpu.blas import provider
             print(f"Numba kernels' BLAS: {provider()}")
     if "cython" in usable:
-        from fastbp._kernels.cython_cpu import build_info
+        from fastbp._kernels.cython_cpu.ops import build_info
         print(f"Cython kernels: {build_info()}")
     set_vars = [f"{v}={os.environ[v]}" for v in THREAD_VARIABLES if v in os.environ]
     print(f"environment: {' '.join(set_vars) if set_vars else '(no thread or CUDA variables set)'}")

@@ -118,7 +118,7 @@ def _train(args, comm, limits):
     X_train, X_val, y_train, y_val = datasets.train_test_split(X_rest, y_rest, args.val_fraction, seed=args.seed + 1)
 
     if saved is not None:
-        net = saved.build_network(args.backend)
+        net = fb.MLP.from_checkpoint(saved, args.backend)
         started_at = (saved.training or {}).get("epoch", 0)
         optimizer = None                                    # rebuilt from the checkpoint by fit
     else:

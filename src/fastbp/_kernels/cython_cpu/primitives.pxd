@@ -1,20 +1,25 @@
-# float32 tanh for the Cython kernels' forward passes, as accurate as libm's tanhf and faster:
-# branch-free C that GCC vectorizes at -O3 with the baseline instruction set (SSE2), where
-# libm's tanhf is a scalar call. Computed in double and rounded once, so the float32 result
-# is the rounding of a value good to ~1e-10, i.e. float32 rounding only (unlike the Numba
-# backend's float32-lane approximations, numba_math.py, error <= 1e-6, the bound the float32 tests ask for):
+# The primitives the Cython kernels' formulas are built on (activations.pxd is generated over
+# these): exp, expm1, log1p, tanh, abs for `real` (float or double). libm's, except the float
+# tanh: fastbp_tanh32 below, branch-free C that GCC vectorizes at -O3 with the baseline
+# instruction set (SSE2), where libm's tanhf is a scalar call. It computes in double and
+# rounds once, so the result is tanhf's to float32 rounding (tested in
+# tests/test_activations32.py: within 1 ulp of float64 over a dense sweep):
 #     exp(x), |x| <= 105   x = n ln2 + r with n = round(x / ln2) (the 1.5 * 2**52 trick: no
 #                          floor, which SSE2 lacks), |r| <= ln2/2; exp(r) by its Taylor
 #                          polynomial of degree 10 (truncation < 2e-12 relative); 2**n as two
 #                          normal floats built from their bits, multiplied in double
 #     tanh                 |x| < 0.01: x - x^3/3 + 2x^5/15 - 17x^7/315 (error < 1e-19);
 #                          else (1 - t) / (1 + t), t = exp(-2|x|), sign restored
-# NaN propagates; +-inf give the limits. Tested in tests/test_activations32.py: within 0.5 ulp
-# of float64 over a dense sweep (the test asks <= 1 ulp). Measured in one run, alternating
-# processes (an in-place linear_forward of 4096x256 float32 outputs): 9.5 ns per element
-# against 15.3 for tanhf. The same form of sigmoid was slower than libm's expf-based one
-# (7.0 against 6.0 ns per element: the double division and polynomial on 2 SSE2 lanes), so
-# sigmoid keeps libm.
+# NaN propagates; +-inf give the limits. Its speed against tanhf, and why sigmoid keeps libm's
+# expf: bench/results/cython-tanh32.md.
+from libc.math cimport exp, expf, tanh, log1p, log1pf, expm1, expm1f, fabs, fabsf
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    COLUMN_BLOCK = 256      # columns per block of float64 accumulators (on the stack)
 
 cdef extern from *:
     """
@@ -57,3 +62,20 @@ cdef extern from *:
     }
     """
     float tanh32 "fastbp_tanh32"(float x) noexcept nogil
+
+
+# (in each, `real is float` is a compile-time constant: one call per specialisation)
+cdef inline real r_exp(real x) noexcept nogil:
+    return expf(x) if real is float else exp(x)
+
+cdef inline real r_tanh(real x) noexcept nogil:
+    return tanh32(x) if real is float else tanh(x)
+
+cdef inline real r_log1p(real x) noexcept nogil:
+    return log1pf(x) if real is float else log1p(x)
+
+cdef inline real r_expm1(real x) noexcept nogil:
+    return expm1f(x) if real is float else expm1(x)
+
+cdef inline real r_abs(real x) noexcept nogil:
+    return fabsf(x) if real is float else fabs(x)

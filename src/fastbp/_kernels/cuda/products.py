@@ -11,13 +11,14 @@ column), so every global load and store is coalesced. Tiles read along their fir
 are padded by one column (TILE + 1) against shared-memory bank conflicts. Edges are
 zero-filled, so any size works (1, 3, 17, ...).
 
-weight_gradient reduces over the batch, which is long while dW may be small (64 x 64 is
-16 tiles): the batch is split into `splits` chunks (grid z) whose partial sums land in a
-workspace and are added by a second, element-wise kernel, so a big batch still fills the
-GPU, and the result does not depend on scheduling (no atomics: reproducible sums).
-`weight_gradients` does this for every layer of a network in ONE launch (a table of
-(layer, k-tile, n-tile) blocks over the flat activation/delta workspaces), writing the
-flat gradient buffer directly: two launches per step for all the weight gradients.
+The weight gradients reduce over the batch, which is long while dW may be small (64 x 64 is
+16 tiles): the batch is split into `splits` chunks whose partial sums land in a workspace
+and are added by a second, element-wise kernel, so a big batch still fills the GPU, and
+the result does not depend on scheduling (no atomics: reproducible sums). One launch does
+every layer of a network (a table of (layer, k-tile, n-tile) blocks over the workspace laid
+out by the network's plan, fastbp/_kernels/plan.py), writing the flat gradient buffer
+directly: two launches per step for all the weight gradients. A single layer's
+weight_gradient is the same launch over a one-layer plan.
 
 TILE is 16 on a GPU (256 threads per block). Under numba's simulator, where each thread
 is a Python thread, the default is 4: the kernels are the same code with a different
@@ -28,8 +29,10 @@ import functools
 import numpy as np
 from numba import cuda
 
-from .cuda_elementwise import launch_shape
-from .cuda_math import SIMULATED, device_functions, numba_type
+from ..plan import A_AT, B_AT, D_AT, FIELDS, HEADER, N_IN, N_OUT, W_AT
+from .activations import device_functions
+from .device import SIMULATED, numba_type
+from .elementwise import launch_shape
 
 TILE = 4 if SIMULATED else 16
 ROWS_PER_SPLIT = 1024       # batch rows per weight-gradient chunk (a multiple of TILE)
@@ -63,7 +66,7 @@ def kernels(dtype, tile=None):
         if row < M and col < N:
             z = acc + b[col]
             Z[row, col] = z
-            A[row, col] = activate(z, code)
+            A[row, col] = activate(code, z)
 
     @cuda.jit(cache=True)
     def delta_propagate(D, W, Z, A, code, out):
@@ -85,55 +88,24 @@ def kernels(dtype, tile=None):
                 acc += sD[ty, j] * sW[tx, j]
             cuda.syncthreads()
         if row < M and col < K:
-            out[row, col] = acc * derivative(Z[row, col], A[row, col], code)
+            out[row, col] = acc * derivative(code, Z[row, col], A[row, col])
 
     @cuda.jit(cache=True)
-    def weight_gradient(Ap, D, rows_per_split, dW, db):
-        """dW[s, k, n] = sum over this split's rows m of Ap[m, k] D[m, n]; db[s, n] likewise
-        of D[m, n] (computed by the blocks of the first k-tile row)."""
-        M, K = Ap.shape
-        N = D.shape[1]
-        sA = cuda.shared.array((TILE, TILE), T)         # sA[j, ty]: one address per half-warp (broadcast)
-        sD = cuda.shared.array((TILE, TILE), T)
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        k_tile, s = cuda.blockIdx.y * TILE, cuda.blockIdx.z
-        n = cuda.blockIdx.x * TILE + tx
-        k = k_tile + ty
-        m_begin = s * rows_per_split
-        m_end = min(M, m_begin + rows_per_split)
-        bias_thread = cuda.blockIdx.y == 0 and ty == 0
-        acc = T(0)
-        acc_b = T(0)
-        for m0 in range(m_begin, m_end, TILE):
-            m = m0 + ty
-            sA[ty, tx] = Ap[m, k_tile + tx] if m < m_end and k_tile + tx < K else T(0)
-            sD[ty, tx] = D[m, n] if m < m_end and n < N else T(0)
-            cuda.syncthreads()
-            for j in range(TILE):
-                acc += sA[j, ty] * sD[j, tx]
-            if bias_thread:
-                for j in range(TILE):
-                    acc_b += sD[j, tx]
-            cuda.syncthreads()
-        if k < K and n < N:
-            dW[s, k, n] = acc
-        if bias_thread and n < N:
-            db[s, n] = acc_b
-
-    @cuda.jit(cache=True)
-    def weight_gradients(X, ZA, a_off, D, d_off, sizes, w_off, b_off, tiles, rows_per_split, G):
+    def weight_gradients(X, WS, plan, tiles, rows_per_split, G):
         """Every layer's dW and db in one launch. Block (t, s) computes tile t = tiles[t] =
         (layer l, first k, first n) of dW[l] over batch chunk s, into G[s] laid out as the
-        flat gradient buffer (W[l] at w_off[l], b[l] at b_off[l]). A[l-1] is X for l = 0,
-        else ZA[a_off[l]:] as (M, sizes[l]); delta[l] is D[d_off[l]:] as (M, sizes[l+1])."""
+        flat gradient buffer (plan's W_AT, B_AT). A[l-1] is X for l = 0, else WS at the plan's
+        A_AT of layer l-1; delta[l] is WS at D_AT of layer l (rows of the layer's width)."""
         M = X.shape[0]
         sA = cuda.shared.array((TILE, TILE), T)
         sD = cuda.shared.array((TILE, TILE), T)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         t, s = cuda.blockIdx.x, cuda.blockIdx.y
         l, k_tile, n_tile = tiles[t, 0], tiles[t, 1], tiles[t, 2]
-        K, N = sizes[l], sizes[l + 1]
-        a_at, d_at = a_off[l], d_off[l]
+        r = HEADER + l * FIELDS
+        K, N = plan[r + N_IN], plan[r + N_OUT]
+        a_at = plan[r - FIELDS + A_AT] if l > 0 else 0
+        d_at = plan[r + D_AT]
         n = n_tile + tx
         k = k_tile + ty
         m_begin = s * rows_per_split
@@ -146,9 +118,9 @@ def kernels(dtype, tile=None):
             kk = k_tile + tx
             a = T(0)
             if m < m_end and kk < K:
-                a = X[m, kk] if l == 0 else ZA[a_at + m * K + kk]
+                a = X[m, kk] if l == 0 else WS[a_at + m * K + kk]
             sA[ty, tx] = a
-            sD[ty, tx] = D[d_at + m * N + n] if m < m_end and n < N else T(0)
+            sD[ty, tx] = WS[d_at + m * N + n] if m < m_end and n < N else T(0)
             cuda.syncthreads()
             for j in range(TILE):
                 acc += sA[j, ty] * sD[j, tx]
@@ -157,9 +129,9 @@ def kernels(dtype, tile=None):
                     acc_b += sD[j, tx]
             cuda.syncthreads()
         if k < K and n < N:
-            G[s, w_off[l] + k * N + n] = acc
+            G[s, plan[r + W_AT] + k * N + n] = acc
         if bias_thread and n < N:
-            G[s, b_off[l] + n] = acc_b
+            G[s, plan[r + B_AT] + n] = acc_b
 
     @cuda.jit(cache=True)
     def sum_splits(parts, out):
@@ -172,7 +144,7 @@ def kernels(dtype, tile=None):
             out[i] = acc
 
     return dict(linear_forward=linear_forward, delta_propagate=delta_propagate,
-                weight_gradient=weight_gradient, weight_gradients=weight_gradients, sum_splits=sum_splits)
+                weight_gradients=weight_gradients, sum_splits=sum_splits)
 
 
 def _grid(n_cols, n_rows, depth=1, tile=None):
@@ -202,27 +174,6 @@ def batch_splits(M, n_tiles, tile=None):
     return -(-M // rows), rows
 
 
-def weight_gradient(A_prev, delta, dW, db, workspace, tile=None):
-    """dW = A_prev.T @ delta, db = delta.sum(0), into the device arrays dW, db.
-    workspace(name, shape) -> a device scratch array (used when the batch is split)."""
-    tile = tile or TILE
-    M, K = A_prev.shape
-    N = delta.shape[1]
-    splits, rows = batch_splits(M, -(-K // tile) * -(-N // tile), tile)
-    k = kernels(A_prev.dtype, tile)
-    grid = _grid(N, K, splits, tile)
-    if splits == 1:
-        k["weight_gradient"][grid, (tile, tile)](A_prev, delta, rows, dW.reshape(1, K, N), db.reshape(1, N))
-        return
-    parts_w = workspace("wgrad_w", (splits, K * N))
-    parts_b = workspace("wgrad_b", (splits, N))
-    k["weight_gradient"][grid, (tile, tile)](A_prev, delta, rows, parts_w.reshape(splits, K, N), parts_b)
-    blocks, threads = launch_shape(K * N)
-    k["sum_splits"][blocks, threads](parts_w, dW.reshape(K * N))
-    blocks, threads = launch_shape(N)
-    k["sum_splits"][blocks, threads](parts_b, db)
-
-
 def tile_table(sizes, tile=None):
     """The (layer, first k, first n) of every output tile of every layer's dW: an (n_tiles, 3) int64 array."""
     tile = tile or TILE
@@ -230,16 +181,29 @@ def tile_table(sizes, tile=None):
                      for k0 in range(0, sizes[l], tile) for n0 in range(0, sizes[l + 1], tile)], dtype=np.int64)
 
 
-def weight_gradients(X, ZA, a_off, D, d_off, sizes, w_off, b_off, tiles, n_tiles, G, workspace, tile=None):
+def weight_gradients(X, WS, plan, tiles, n_tiles, G, workspace, tile=None):
     """All layers' dW, db into the flat gradient buffer G (device) in one launch (+ one to add
-    the batch chunks when the batch is split). tiles: tile_table(...) on the device."""
+    the batch chunks when the batch is split). plan: the network's plan on the device;
+    tiles: tile_table(...) on the device; workspace(name, shape) -> a device scratch array."""
     tile = tile or TILE
     M = X.shape[0]
     splits, rows = batch_splits(M, n_tiles, tile)
     k = kernels(X.dtype, tile)
     target = G.reshape(1, G.size) if splits == 1 else workspace("wgrads", (splits, G.size))
-    k["weight_gradients"][(n_tiles, splits), (tile, tile)](X, ZA, a_off, D, d_off, sizes, w_off, b_off, tiles,
-                                                           rows, target)
+    k["weight_gradients"][(n_tiles, splits), (tile, tile)](X, WS, plan, tiles, rows, target)
     if splits > 1:
         blocks, threads = launch_shape(G.size)
         k["sum_splits"][blocks, threads](target, G)
+
+
+def weight_gradient(A_prev, delta, G, workspace, tile=None):
+    """dW = A_prev.T @ delta and db = delta.sum(0) into the flat device array G (K*N + N:
+    dW row-major, then db): the network launch over a one-layer plan."""
+    tile = tile or TILE
+    M, K = A_prev.shape
+    N = delta.shape[1]
+    plan = np.zeros(HEADER + FIELDS, dtype=np.intp)
+    plan[HEADER + N_IN], plan[HEADER + N_OUT], plan[HEADER + B_AT] = K, N, K * N     # W_AT, D_AT: 0
+    tiles = tile_table((K, N), tile)
+    weight_gradients(A_prev, delta.reshape(M * N), cuda.to_device(plan), cuda.to_device(tiles), len(tiles), G,
+                     workspace, tile)

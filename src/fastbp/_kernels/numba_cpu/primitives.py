@@ -1,8 +1,10 @@
-"""Scalar activation functions for the Numba backend: fast float32, exact float64.
+"""The primitives the Numba backend's formulas are built on: exp, tanh, sigmoid, fast in
+float32 and exact in float64 (activations.py injects them into fastbp/activations.py's
+formulas; expm1 and log1p are libm's).
 
 Numba has no SVML here, so `math.tanh`/`math.exp` on float32 data become scalar libm
-calls that LLVM cannot vectorize; on a tiny-64 step they took most of the time. For
-float32 the functions below are branch-free and computed in float32 arithmetic, so LLVM
+calls that LLVM cannot vectorize (most of a tiny-64 step: bench/results/numba-primitives.md).
+For float32 the functions below are branch-free and computed in float32 arithmetic, so LLVM
 vectorizes the loops that call them 8 lanes wide (AVX2 ymm; float64 arithmetic gave 4):
 
     exp      x clamped to [-105, 89] (the float32 result is 0 / inf beyond); x = n ln2 + r,
@@ -14,17 +16,17 @@ vectorizes the loops that call them 8 lanes wide (AVX2 ymm; float64 arithmetic g
              for tiny x); else (1 - t) / (1 + t) with t = exp(-2|x|) (1 - t >= 0.71)
     sigmoid  1 / (1 + e) or e / (1 + e) with e = exp(-|x|)  (never overflows)
 
-Error bound, tested in tests/test_numba.py over a dense sweep including the extremes:
-relative error <= 1e-6 against float64 libm wherever the float64 result is a normal
-float32 (measured maxima: exp 8.2e-8, tanh 1.5e-7, sigmoid 1.9e-7, i.e. a few float32
-ulps); results below the float32 normal range are within 1e-6 * 2**-126 absolute
-(measured: one subnormal ulp). NaN propagates; +-inf give the limits. float64 data use
+Error bound, tested in tests/test_activations32.py over a dense sweep including the
+extremes: relative error <= 1e-6 against float64 libm wherever the float64 result is a
+normal float32; results below the float32 normal range are within 1e-6 * 2**-126 absolute
+(the measured maxima: bench/results/numba-primitives.md). NaN propagates; +-inf give the
+limits. float64 data use
 libm (math.exp, math.tanh): exact to the reference.
 
 Compilation flags matter: `exp32` is compiled with fastmath "contract" only and called,
 not Numba-inlined, so LLVM inlines it with its own flags and the kernels' "reassoc" cannot
-fold the two-part ln 2 reduction into one float32 constant (that would cost ~3e-6 relative
-at |x| ~ 100). `tanh32`/`sigmoid32` are Numba-inlined (too large for LLVM's inliner, and
+fold the two-part ln 2 reduction into one float32 constant (which would break the 1e-6
+bound at |x| ~ 100). `tanh32`/`sigmoid32` are Numba-inlined (too large for LLVM's inliner, and
 a call in the loop stops vectorization); their own arithmetic tolerates reassociation.
 
 `fast_exp`, `fast_tanh`, `fast_sigmoid` choose by the argument's type (float32: the

@@ -1,70 +1,65 @@
 """The one-call network passes of the Numba backend: forward, loss, backward and the
 optimizer update for every layer inside ONE compiled call, over the flat buffers.
 
-A pass is described by a `plan` (int64, made once per network and batch size by `plan`
-below, kept by NumbaOps with its workspace): a header (loss and reduction codes, the
-number of layers, the batch size the workspace was cut for, where the delta buffers and
-scratch start), then one row per layer: n_in, n_out, activation code, and where W, b (in
-the flat parameter/gradient buffers) and Z, A (in the workspace) start. Everything the
-compiled call needs besides the arrays is in it, so a step passes few arguments (Numba's
-dispatch costs ~30-60 ns per argument: a third of a 2-2-2 step when there were 22).
-
-Workspace `ws` (one flat array of the network's dtype per batch size): for each layer
-Z[l], A[l] and delta[l] (batch, n_l); then scratch for a transposed weight matrix (max
-n_in * n_out); then a float64 accumulator (max n_l) for the bias gradient, so a step
-allocates nothing.
+A pass reads the network's plan (fastbp/_kernels/plan.py: where every layer's W, b, Z, A and
+delta lie; made once per network and workspace capacity, kept by NumbaOps with the
+workspace), so a step passes few arguments: Numba's dispatch has a cost per argument
+(bench/results/step-overhead.md).
+A batch of m rows (m <= the plan's CAPACITY) uses the first m rows of each workspace piece,
+so every batch size shares one workspace, and a step allocates nothing.
 
 Backward (the view pass) computes every layer's delta first, with the weights as they were,
 and the weight gradients after: that order is what lets a plain-SGD step update W by the
 weight-gradient product itself (_sgd_pass).
 
-Status codes returned with the loss (nothing is written to params/optimizer state unless
-the status is OK; BAD_X/BAD_Y/BAD_PLAN are found before anything at all is written).
+Each entry point returns a status (plan.STATUSES) with the loss: nothing is written to
+params or optimizer state unless it is OK, and nothing at all on BAD_X, BAD_Y or BAD_PLAN.
 """
 import math
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
-from .numba_blas import gemm_address
-from .numba_kernels import (CROSS_ENTROPY, ELU, ELU_ALPHA, GELU, IDENTITY, JIT, LEAKY_RELU, LEAKY_SLOPE,
-                            RELU, SIGMOID, SOFTPLUS, TANH, adam_update, delta_propagate_into, gelu,
-                            gelu_derivative, linear_forward_into, loss_and_output_grad_into, matmul_tn, matmul_tn_into,
-                            nonfinite_count, sgd_update, softplus, times_derivative)
-from .numba_math import fast_sigmoid, fast_tanh
+from ... import losses
+from .activations import activate, derivative, times_derivative_1d
+from .checks import abs_sum, nonfinite_count
+from .layers import delta_propagate_into, linear_forward_into
+from .losses import loss_and_output_grad_into
+from .optimizers import adam_update, sgd_update
+from .options import JIT
+from .products import matmul_tn, matmul_tn_into
+from ..plan import (ACC_AT, ACT, A_AT, B_AT, BAD_PLAN, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS,
+                    N_IN, N_LAYERS, N_OUT, N_PARAMS, NONFINITE, OK, REDUCTION, TMP_AT, W_AT, WS_SIZE, Z_AT)
+from ..plan import BLAS as BLAS_AT
 
-OK, BAD_X, BAD_Y, NONFINITE, BAD_PLAN = 0, 1, 2, 3, 4
+CROSS_ENTROPY = losses.CROSS_ENTROPY
+
+
+def targets_and_labels(X, y, plan):
+    """One y -> (targets, labels) as the passes take them: class labels (1-D, cross_entropy)
+    or targets (2-D), the other an empty view (no allocation)."""
+    return (X[:0, :0], y) if y.ndim == 1 else (y, plan[:0])
+
+
+@overload(targets_and_labels, jit_options=dict(inline="always"))
+def _targets_and_labels(X, y, plan):
+    if y.ndim == 1:
+        return lambda X, y, plan: (X[:0, :0], y)
+    return lambda X, y, plan: (y, plan[:0])
+
 MODE_LOSS, MODE_GRAD = 1, 2
-
-# plan header, then per layer FIELDS entries
-# (BLAS: the address of the cblas gemm for the network's dtype, numba_blas.gemm_address; 0: np.dot)
-LOSS, REDUCTION, N_LAYERS, BATCH, N_PARAMS, WS_SIZE, TMP_AT, ACC_AT, FLAT, BLAS, HEADER = range(11)
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
 # n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
-# views. For them a step is all overhead: each view Numba makes costs reference counting
-# (~10-40 ns), and the view-based pass makes ~40 per layer pair.
+# views. For them a step is all overhead, and every view Numba makes costs reference
+# counting (bench/results/numba-flat-cutoff.md; the sweep: bench/numba_flat_cutoff.py).
 FLAT_MAX_MACS = 512
-N_IN, N_OUT, ACT, W_AT, B_AT, Z_AT, A_AT, D_AT, FIELDS = range(9)
 
 
-def plan(arch, batch):
-    """-> (plan, workspace size in elements of the network's dtype) for batches of `batch` rows."""
-    rows, at, param_at = [], 0, 0
-    for (n_in, n_out), code in zip(arch.shapes, arch.activations):
-        w_at, b_at = param_at, param_at + n_in * n_out
-        param_at = b_at + n_out
-        rows += [n_in, n_out, code, w_at, b_at, at, at + batch * n_out, at + 2 * batch * n_out]
-        at += 3 * batch * n_out
-    widest = max(arch.sizes[1:])
-    tmp_at = at
-    acc_at = tmp_at + max(a * b for a, b in arch.shapes)
-    acc_at += acc_at % 2                    # 8-byte aligned float64 in a float32 workspace
-    size = acc_at + widest * (8 // arch.dtype.itemsize)
-    flat = all(batch * a * b <= FLAT_MAX_MACS for a, b in arch.shapes)
-    header = [arch.loss, arch.reduction, arch.n_layers, batch, param_at, size, tmp_at, acc_at,
-              int(flat), gemm_address(arch.dtype)]
-    return np.array(header + rows, dtype=np.int64), size
+def is_flat(arch, batch):
+    """Whether batches of `batch` rows of `arch` take the view-free pass."""
+    return all(batch * a * b <= FLAT_MAX_MACS for a, b in arch.shapes)
 
 
 @njit(**JIT)
@@ -81,42 +76,29 @@ def _b(flat, plan, l):
 
 
 @njit(**JIT)
-def _Z(ws, plan, l):
+def _rows(ws, plan, l, field, m):
+    """Layer l's Z, A or delta (field Z_AT, A_AT, D_AT) for a batch of m rows: an (m, n_out) view."""
     r = HEADER + l * FIELDS
-    at, n = plan[r + Z_AT], plan[r + N_OUT]
-    return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
-
-
-@njit(**JIT)
-def _A(ws, plan, l):
-    r = HEADER + l * FIELDS
-    at, n = plan[r + A_AT], plan[r + N_OUT]
-    return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
-
-
-@njit(**JIT)
-def _delta(ws, plan, l):
-    r = HEADER + l * FIELDS
-    at, n = plan[r + D_AT], plan[r + N_OUT]
-    return ws[at:at + plan[BATCH] * n].reshape(plan[BATCH], n)
+    at, n = plan[r + field], plan[r + N_OUT]
+    return ws[at:at + m * n].reshape(m, n)
 
 
 @njit(**JIT)
 def _fits(X, params, ws, plan):
-    """The plan was made for this batch, layer 0's inputs, this parameter buffer and a
-    workspace this large: the compiled code never indexes past what it was given."""
-    return (X.shape[0] == plan[BATCH] and X.shape[1] == plan[HEADER + N_IN]
+    """The plan was made for at least this many rows, layer 0's inputs, this parameter buffer
+    and a workspace this large: the compiled code never indexes past what it was given."""
+    return (1 <= X.shape[0] <= plan[CAPACITY] and X.shape[1] == plan[HEADER + N_IN]
             and params.size == plan[N_PARAMS] and ws.size >= plan[WS_SIZE])
 
 
 @njit(**JIT)
 def _forward(X, params, ws, plan):
-    A_prev = X
+    A_prev, m = X, X.shape[0]
     for l in range(plan[N_LAYERS]):
-        A = _A(ws, plan, l)
+        A = _rows(ws, plan, l, A_AT, m)
         r = HEADER + l * FIELDS
-        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _Z(ws, plan, l), A,
-                            plan[BLAS])
+        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _rows(ws, plan, l, Z_AT, m),
+                            A, plan[BLAS_AT])
         A_prev = A
     return A_prev
 
@@ -153,57 +135,12 @@ def _bias_gradient(delta, db, acc):
 
 
 @njit(**JIT)
-def _activate(v, code, zero):
-    """f(v) for one element: numba_kernels.activate's formulas."""
-    if code == IDENTITY:
-        return v
-    if code == SIGMOID:
-        return fast_sigmoid(v)
-    if code == TANH:
-        return fast_tanh(v)
-    if code == RELU:
-        return zero if v <= 0 else v          # NaN stays NaN
-    if code == LEAKY_RELU:
-        return v if v > 0 else LEAKY_SLOPE * v
-    if code == ELU:
-        return v if v > 0 else ELU_ALPHA * math.expm1(v)
-    if code == SOFTPLUS:
-        return softplus(v)
-    if code == GELU:
-        return gelu(v)
-    return v * fast_sigmoid(v)      # SILU
-
-
-@njit(**JIT)
-def _times_derivative(d, z, a, code, zero, one, slope):
-    """d * f'(z) for one element, given a = f(z): numba_kernels.times_derivative's formulas."""
-    if code == IDENTITY:
-        return d
-    if code == SIGMOID:
-        return d * (a * (one - a))
-    if code == TANH:
-        return d * (one - a * a)
-    if code == RELU:
-        return d * (one if z > 0 else zero)
-    if code == LEAKY_RELU:
-        return d * (one if z > 0 else slope)
-    if code == ELU:
-        return d * (one if z > 0 else ELU_ALPHA * math.exp(min(z, zero)))
-    if code == SOFTPLUS:
-        return d * fast_sigmoid(z)
-    if code == GELU:
-        return d * gelu_derivative(z)
-    s = fast_sigmoid(z)             # SILU
-    return d * (s * (one + z * (one - s)))
-
-
-@njit(**JIT)
 def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
-    """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (plan[FLAT]):
+    """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (is_flat):
     the same arithmetic, in the same order, as the view-based pass, as scalar loops over
     offsets into the flat buffers. -> the loss."""
-    zero, one, slope = ws.dtype.type(0), ws.dtype.type(1), ws.dtype.type(LEAKY_SLOPE)
-    L, batch = plan[N_LAYERS], plan[BATCH]
+    zero = ws.dtype.type(0)
+    L, batch = plan[N_LAYERS], X.shape[0]
     for l in range(L):
         r = HEADER + l * FIELDS
         n_in, n_out, code = plan[r + N_IN], plan[r + N_OUT], plan[r + ACT]
@@ -222,7 +159,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
             for j in range(n_out):                  # + b, then A = f(Z)
                 v = ws[zm + j] + params[b + j]
                 ws[zm + j] = v
-                ws[am + j] = _activate(v, code, zero)
+                ws[am + j] = activate(code, v)
     r = HEADER + (L - 1) * FIELDS
     n_last, z_last, a_last = plan[r + N_OUT], plan[r + Z_AT], plan[r + A_AT]
     cur = plan[r + D_AT]
@@ -233,7 +170,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
         return total
     code = plan[r + ACT]
     for i in range(size):
-        ws[cur + i] = _times_derivative(ws[cur + i], ws[z_last + i], ws[a_last + i], code, zero, one, slope)
+        ws[cur + i] *= derivative(code, ws[z_last + i], ws[a_last + i])
     for l in range(L - 1, -1, -1):
         r = HEADER + l * FIELDS
         n_in, n_out, w, b = plan[r + N_IN], plan[r + N_OUT], plan[r + W_AT], plan[r + B_AT]
@@ -264,7 +201,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
                     for j in range(n_out):
                         s += ws[dm + j] * params[wk + j]
                     i = m * n_in + k
-                    ws[d_prev + i] = _times_derivative(s, ws[z_prev + i], ws[prev + i], code, zero, one, slope)
+                    ws[d_prev + i] = s * derivative(code, ws[z_prev + i], ws[prev + i])
     return total
 
 
@@ -272,67 +209,58 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
 def _forward_loss(X, y, labels, params, ws, plan):
     """Forward, the loss, and dLoss/dOut into the output layer's delta. -> the loss."""
     out = _forward(X, params, ws, plan)
-    delta = _delta(ws, plan, plan[N_LAYERS] - 1)
+    delta = _rows(ws, plan, plan[N_LAYERS] - 1, D_AT, X.shape[0])
     return loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
 
 
 @njit(**JIT)
-def _deltas(params, ws, plan):
-    """After _forward_loss: every layer's delta (dLoss/dZ[l]) into _delta(ws, plan, l), all
-    computed before any weight changes."""
+def _deltas(params, ws, plan, m):
+    """After _forward_loss on m rows: every layer's delta (dLoss/dZ[l]) into its rows of the
+    workspace, all computed before any weight changes."""
     L = plan[N_LAYERS]
-    flat = _delta(ws, plan, L - 1).ravel()
-    times_derivative(flat, _Z(ws, plan, L - 1).ravel(), _A(ws, plan, L - 1).ravel(),
-                     plan[HEADER + (L - 1) * FIELDS + ACT], flat)
+    flat = _rows(ws, plan, L - 1, D_AT, m).ravel()
+    times_derivative_1d(flat, _rows(ws, plan, L - 1, Z_AT, m).ravel(), _rows(ws, plan, L - 1, A_AT, m).ravel(),
+                        plan[HEADER + (L - 1) * FIELDS + ACT], flat)
     tmp = ws[plan[TMP_AT]:plan[ACC_AT]]
     for l in range(L - 1, 0, -1):
-        delta_propagate_into(_delta(ws, plan, l), _W(params, plan, l), _Z(ws, plan, l - 1), _A(ws, plan, l - 1),
-                             plan[HEADER + (l - 1) * FIELDS + ACT], _delta(ws, plan, l - 1), tmp, plan[BLAS])
+        delta_propagate_into(_rows(ws, plan, l, D_AT, m), _W(params, plan, l), _rows(ws, plan, l - 1, Z_AT, m),
+                             _rows(ws, plan, l - 1, A_AT, m), plan[HEADER + (l - 1) * FIELDS + ACT],
+                             _rows(ws, plan, l - 1, D_AT, m), tmp, plan[BLAS_AT])
 
 
 @njit(**JIT)
 def _weight_gradients(X, grads, ws, plan):
     """dW[l], db[l] into grads from the deltas _deltas left, every layer."""
-    acc = ws[plan[ACC_AT]:].view(np.float64)
+    acc, m = ws[plan[ACC_AT]:].view(np.float64), X.shape[0]
     for l in range(plan[N_LAYERS]):
-        A_prev = X if l == 0 else _A(ws, plan, l - 1)
-        _weight_gradient(A_prev, _delta(ws, plan, l), _W(grads, plan, l), _b(grads, plan, l), acc, plan[BLAS])
+        A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_AT, m)
+        _weight_gradient(A_prev, _rows(ws, plan, l, D_AT, m), _W(grads, plan, l), _b(grads, plan, l), acc,
+                         plan[BLAS_AT])
 
 
 @njit(**JIT)
 def _view_pass(mode, X, y, labels, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
-    numba_kernels on views of the flat buffers (BLAS for the large products). -> the loss."""
+    layers.py on views of the flat buffers (BLAS for the large products). -> the loss."""
     total = _forward_loss(X, y, labels, params, ws, plan)
     if mode != MODE_LOSS:
-        _deltas(params, ws, plan)
+        _deltas(params, ws, plan, X.shape[0])
         _weight_gradients(X, grads, ws, plan)
     return total
 
 
 @njit(**JIT)
-def _abs_sum(a):
-    """The sum of |a| in float64: finite exactly when every element is (for float32 data;
-    for float64 it may also overflow, which callers treat as 'too large to bound')."""
-    flat = a.ravel()
-    s = 0.0
-    for i in range(flat.size):
-        s += abs(flat[i])
-    return s
-
-
-@njit(**JIT)
-def _products_bounded(x_abs, ws, plan):
+def _products_bounded(x_abs, ws, plan, m):
     """Every weight-gradient product A_prev.T @ delta, and each of its partial sums, is
     finite: |sum_m a_mi d_mj| <= sum|A_prev| * sum|delta|, below half the dtype's largest
-    value (NaN or inf anywhere fails the test too). x_abs: _abs_sum(X)."""
+    value (NaN or inf anywhere fails the test too). x_abs: abs_sum(X)."""
     limit = np.finfo(ws.dtype).max / 2
     a_abs = x_abs
     for l in range(plan[N_LAYERS]):
-        if not a_abs * _abs_sum(_delta(ws, plan, l)) <= limit:
+        if not a_abs * abs_sum(_rows(ws, plan, l, D_AT, m)) <= limit:
             return False
         if l + 1 < plan[N_LAYERS]:
-            a_abs = _abs_sum(_A(ws, plan, l))
+            a_abs = abs_sum(_rows(ws, plan, l, A_AT, m))
     return True
 
 
@@ -341,7 +269,7 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
     (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
-    re-read by an update pass: those were 10-15% of an mnist step. torch's SGD rule; the
+    re-read by an update pass (bench/results/sgd-in-gemm.md). torch's SGD rule; the
     rounding differs from the stored-gradient path by float rounding only.
 
     Nothing is written before every product is known to be finite (_products_bounded, a pass
@@ -351,8 +279,9 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     total = _forward_loss(X, y, labels, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
-    _deltas(params, ws, plan)
-    if not _products_bounded(x_abs, ws, plan):
+    m = X.shape[0]
+    _deltas(params, ws, plan, m)
+    if not _products_bounded(x_abs, ws, plan, m):
         _weight_gradients(X, grads, ws, plan)
         if nonfinite_count(grads):
             return NONFINITE, total
@@ -363,13 +292,13 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
     decay = T(1) - lr_ * T(weight_decay)
     acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
-        A_prev = X if l == 0 else _A(ws, plan, l - 1)
-        delta, db = _delta(ws, plan, l), _b(grads, plan, l)
+        A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_AT, m)
+        delta, db = _rows(ws, plan, l, D_AT, m), _b(grads, plan, l)
         _bias_gradient(delta, db, acc)
         sgd_update(_b(params, plan, l), db, db[:0], lr, 0.0, weight_decay, False)
-        if not matmul_tn_into(-lr_, A_prev, delta, decay, _W(params, plan, l), plan[BLAS]):
+        if not matmul_tn_into(-lr_, A_prev, delta, decay, _W(params, plan, l), plan[BLAS_AT]):
             g = _W(grads, plan, l)           # a product below the BLAS threshold: loops, then the update
-            matmul_tn(A_prev, delta, g, plan[BLAS])
+            matmul_tn(A_prev, delta, g, plan[BLAS_AT])
             sgd_update(_W(params, plan, l).ravel(), g.ravel(), db[:0], lr, 0.0, weight_decay, False)
     return OK, total
 
@@ -377,7 +306,7 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
 @njit(**JIT)
 def _checked(X, y, labels, params, grads, ws, plan):
     """The arrays fit the plan, X and y are finite. -> (status, sum|X|)."""
-    L, batch = plan[N_LAYERS], plan[BATCH]
+    L, batch = plan[N_LAYERS], X.shape[0]
     n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
     if (not _fits(X, params, ws, plan) or grads.size != params.size
             or (labels.size != batch if plan[LOSS] == CROSS_ENTROPY
@@ -385,7 +314,7 @@ def _checked(X, y, labels, params, grads, ws, plan):
         return BAD_PLAN, math.nan
     # sum|X| is the NaN/inf check (finite exactly when X is, for float32) and the first
     # factor of _sgd_pass's bound, in one pass; only an overflowing float64 sum rescans
-    x_abs = _abs_sum(X)
+    x_abs = abs_sum(X)
     if not math.isfinite(x_abs) and nonfinite_count(X):
         return BAD_X, math.nan
     if nonfinite_count(y):
@@ -426,54 +355,61 @@ def _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, bet
     return status, total
 
 
-# The entry points: one per purpose and pass kind, chosen in Python once per plan
-# (numba_cpu.Prepared), so that a first call compiles only what it runs: one entry point
-# for everything took ~30 s to compile cold even for a 2-2-2 network, which now takes ~8 s
-# (bench/numba_compile_profile.py). Each returns (status, loss); nothing is written to
+# The entry points: one per purpose and pass kind, chosen in Python once per batch size
+# (ops.Prepared), so that a first call compiles only what it runs (one entry point for
+# everything compiled ~3x as many functions; bench/numba_compile_profile.py, figures in
+# bench/results/numba-compile.md). Each returns (status, loss); nothing is written to
 # params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
-# Adam steps: m and v, step_count this step's number (from 1).
+# Adam steps: m and v, step_count this step's number (from 1). y: the targets (batch, n_out),
+# or for cross_entropy the class labels (batch,) (np.intp).
 
 @njit(**JIT)
-def flat_loss(mode, X, y, labels, params, grads, ws, plan):
-    status, _ = _checked(X, y, labels, params, grads, ws, plan)
-    total = _flat_pass(mode, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+def flat_loss(mode, X, y, params, grads, ws, plan):
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked(X, targets, labels, params, grads, ws, plan)
+    total = _flat_pass(mode, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def view_loss(mode, X, y, labels, params, grads, ws, plan):
-    status, _ = _checked(X, y, labels, params, grads, ws, plan)
-    total = _view_pass(mode, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+def view_loss(mode, X, y, params, grads, ws, plan):
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked(X, targets, labels, params, grads, ws, plan)
+    total = _view_pass(mode, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def flat_sgd(X, y, labels, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
-    status, _ = _checked_state(X, y, labels, params, grads, ws, plan, velocity, velocity)
-    total = _flat_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+def flat_sgd(X, y, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, velocity, velocity)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def view_sgd(X, y, labels, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
+def view_sgd(X, y, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
     """Plain SGD (momentum 0) updates W inside its GEMM (_sgd_pass)."""
-    status, x_abs = _checked_state(X, y, labels, params, grads, ws, plan, velocity, velocity)
+    targets, labels = targets_and_labels(X, y, plan)
+    status, x_abs = _checked_state(X, targets, labels, params, grads, ws, plan, velocity, velocity)
     if status == OK and momentum == 0:
-        return _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay)
-    total = _view_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+        return _sgd_pass(X, x_abs, targets, labels, params, grads, ws, plan, lr, weight_decay)
+    total = _view_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def flat_adam(X, y, labels, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
-    status, _ = _checked_state(X, y, labels, params, grads, ws, plan, m, v)
-    total = _flat_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+def flat_adam(X, y, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, m, v)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
     return _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
 
 
 @njit(**JIT)
-def view_adam(X, y, labels, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
-    status, _ = _checked_state(X, y, labels, params, grads, ws, plan, m, v)
-    total = _view_pass(MODE_GRAD, X, y, labels, params, grads, ws, plan) if status == OK else math.nan
+def view_adam(X, y, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, m, v)
+    total = _view_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
     return _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)

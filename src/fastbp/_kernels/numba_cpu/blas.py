@@ -3,11 +3,10 @@
 np.dot inside njit calls SciPy's OpenBLAS (scipy.linalg.cython_blas, LP64), a second
 OpenBLAS with its own busy-waiting thread pool beside NumPy's (scipy-openblas64, ILP64,
 which NumPy, the reference and the Cython backend use). With 2 threads on 2 cores the two
-pools fought: mnist-b256 took 11.4 ms against 4.0 ms for Cython and NumPy. So the
-kernels call NumPy's cblas_sgemm/cblas_dgemm directly: `gemm_address(dtype)` finds the
+pools fight (bench/results/threads.md). So the kernels call NumPy's cblas_sgemm/cblas_dgemm directly: `gemm_address(dtype)` finds the
 function once (ctypes on NumPy's core extension, whose dependencies dlsym searches) and
 checks it on a small product; the compiled code gets the address as an int64 ARGUMENT
-(in the numba_fused plan, or passed to the kernels) and calls it through `_cblas_gemm`, an
+(in the step plan, or passed to the kernels) and calls it through `_cblas_gemm`, an
 intrinsic that casts it to a function pointer. An address held as a global would make
 every caller uncacheable ("dynamic globals"); an argument keeps cache=True working.
 

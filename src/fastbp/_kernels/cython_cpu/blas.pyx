@@ -4,8 +4,8 @@
 Two OpenBLAS builds are in every fastbp process: NumPy's (scipy-openblas64, ILP64, loaded
 with NumPy) and SciPy's (scipy-openblas32, reached through scipy.linalg.cython_blas). The
 kernels take NumPy's when its symbols can be found, because it is already loaded (importing
-scipy.linalg costs ~0.1-0.3 s, which would break the first-step latency budget) and it was
-measured at least as fast on the shapes fastbp runs (see cython_cpu.py's notes). SciPy's
+scipy.linalg would slow a first step) and it was
+measured at least as fast on the shapes fastbp runs (bench/results/cython-blas.md). SciPy's
 is the fallback, and either can be chosen with FASTBP_CYTHON_BLAS=numpy|scipy or use().
 
 Both are called through their Fortran interfaces. A row-major C = op(A) op(B) is the
@@ -33,24 +33,21 @@ cdef extern from *:
     void* dlsym "fastbp_dlsym"(void* handle, const char* name) nogil
     const int RTLD_FLAGS "FASTBP_RTLD_FLAGS"
 
-ctypedef void (*sgemm32_t)(const char*, const char*, const int*, const int*, const int*,
-                           const float*, const float*, const int*, const float*, const int*,
-                           const float*, float*, const int*) noexcept nogil
-ctypedef void (*dgemm32_t)(const char*, const char*, const int*, const int*, const int*,
-                           const double*, const double*, const int*, const double*, const int*,
-                           const double*, double*, const int*) noexcept nogil
-ctypedef void (*sgemm64_t)(const char*, const char*, const int64_t*, const int64_t*, const int64_t*,
-                           const float*, const float*, const int64_t*, const float*, const int64_t*,
-                           const float*, float*, const int64_t*) noexcept nogil
-ctypedef void (*dgemm64_t)(const char*, const char*, const int64_t*, const int64_t*, const int64_t*,
-                           const double*, const double*, const int64_t*, const double*, const int64_t*,
-                           const double*, double*, const int64_t*) noexcept nogil
+# Fortran ?gemm with 32- or 64-bit integers. sgemm and dgemm take the same arguments but for
+# the element type, so their pointers are held with untyped scalars and arrays and one
+# wrapper (gemm_rm) calls either.
+ctypedef void (*gemm32_t)(const char*, const char*, const int*, const int*, const int*,
+                          const void*, const void*, const int*, const void*, const int*,
+                          const void*, void*, const int*) noexcept nogil
+ctypedef void (*gemm64_t)(const char*, const char*, const int64_t*, const int64_t*, const int64_t*,
+                          const void*, const void*, const int64_t*, const void*, const int64_t*,
+                          const void*, void*, const int64_t*) noexcept nogil
 
 # the active provider: exactly one pair is set
-cdef sgemm32_t _s32 = NULL
-cdef dgemm32_t _d32 = NULL
-cdef sgemm64_t _s64 = NULL
-cdef dgemm64_t _d64 = NULL
+cdef gemm32_t _s32 = NULL
+cdef gemm32_t _d32 = NULL
+cdef gemm64_t _s64 = NULL
+cdef gemm64_t _d64 = NULL
 
 # NumPy's OpenBLAS symbol names whose integer width is known from the name
 # (scipy-openblas64 prefixes "scipy_" and suffixes "64_"; plain OpenBLAS INTERFACE64 uses "64_").
@@ -62,26 +59,16 @@ _providers = {}     # name -> (description, s, d, width) once found
 _active = None
 
 
-cdef void sgemm_rm(char trans_a, char trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                   float alpha, const float* A, Py_ssize_t lda, const float* B, Py_ssize_t ldb,
-                   float beta, float* C, Py_ssize_t ldc) noexcept nogil:
+cdef void gemm_rm(bint single, char trans_a, char trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                  const void* alpha, const void* A, Py_ssize_t lda, const void* B, Py_ssize_t ldb,
+                  const void* beta, void* C, Py_ssize_t ldc) noexcept nogil:
     cdef int64_t m64 = N, n64 = M, k64 = K, la64 = ldb, lb64 = lda, lc64 = ldc
     cdef int m32 = <int>N, n32 = <int>M, k32 = <int>K, la32 = <int>ldb, lb32 = <int>lda, lc32 = <int>ldc
-    if _s64 != NULL:
-        _s64(&trans_b, &trans_a, &m64, &n64, &k64, &alpha, B, &la64, A, &lb64, &beta, C, &lc64)
+    cdef gemm64_t g64 = _s64 if single else _d64
+    if g64 != NULL:
+        g64(&trans_b, &trans_a, &m64, &n64, &k64, alpha, B, &la64, A, &lb64, beta, C, &lc64)
     else:
-        _s32(&trans_b, &trans_a, &m32, &n32, &k32, &alpha, B, &la32, A, &lb32, &beta, C, &lc32)
-
-
-cdef void dgemm_rm(char trans_a, char trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                   double alpha, const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb,
-                   double beta, double* C, Py_ssize_t ldc) noexcept nogil:
-    cdef int64_t m64 = N, n64 = M, k64 = K, la64 = ldb, lb64 = lda, lc64 = ldc
-    cdef int m32 = <int>N, n32 = <int>M, k32 = <int>K, la32 = <int>ldb, lb32 = <int>lda, lc32 = <int>ldc
-    if _d64 != NULL:
-        _d64(&trans_b, &trans_a, &m64, &n64, &k64, &alpha, B, &la64, A, &lb64, &beta, C, &lc64)
-    else:
-        _d32(&trans_b, &trans_a, &m32, &n32, &k32, &alpha, B, &la32, A, &lb32, &beta, C, &lc32)
+        (_s32 if single else _d32)(&trans_b, &trans_a, &m32, &n32, &k32, alpha, B, &la32, A, &lb32, beta, C, &lc32)
 
 
 def _find_numpy():
@@ -130,11 +117,13 @@ def _self_test():
     cdef float[:, ::1] Bf = np.asarray(B, dtype=np.float32)
     cdef float[:, ::1] Cf = np.zeros((2, 2), dtype=np.float32)
     expected = np.asarray(A) @ np.asarray(B)
-    dgemm_rm(c'N', c'N', 2, 2, 3, 1.0, &A[0, 0], 3, &B[0, 0], 2, 0.0, &C[0, 0], 2)
-    sgemm_rm(c'N', c'N', 2, 2, 3, 1.0, &Af[0, 0], 3, &Bf[0, 0], 2, 0.0, &Cf[0, 0], 2)
+    cdef double one = 1, zero = 0
+    cdef float one_f = 1, zero_f = 0
+    gemm_rm(False, c'N', c'N', 2, 2, 3, &one, &A[0, 0], 3, &B[0, 0], 2, &zero, &C[0, 0], 2)
+    gemm_rm(True, c'N', c'N', 2, 2, 3, &one_f, &Af[0, 0], 3, &Bf[0, 0], 2, &zero_f, &Cf[0, 0], 2)
     ok = np.array_equal(np.asarray(C), expected) and np.array_equal(np.asarray(Cf), expected)
     # C^T = B^T A^T with both operands transposed in place
-    dgemm_rm(c'T', c'T', 2, 2, 3, 1.0, &B[0, 0], 2, &A[0, 0], 3, 0.0, &C[0, 0], 2)
+    gemm_rm(False, c'T', c'T', 2, 2, 3, &one, &B[0, 0], 2, &A[0, 0], 3, &zero, &C[0, 0], 2)
     return ok and np.array_equal(np.asarray(C), expected.T)
 
 
@@ -152,13 +141,13 @@ def use(name):
     description, s, d, width = _providers[name]
     saved = (<size_t>_s32, <size_t>_d32, <size_t>_s64, <size_t>_d64, _active)
     if width == 64:
-        _s64, _d64, _s32, _d32 = <sgemm64_t><size_t>s, <dgemm64_t><size_t>d, NULL, NULL
+        _s64, _d64, _s32, _d32 = <gemm64_t><size_t>s, <gemm64_t><size_t>d, NULL, NULL
     else:
-        _s32, _d32, _s64, _d64 = <sgemm32_t><size_t>s, <dgemm32_t><size_t>d, NULL, NULL
+        _s32, _d32, _s64, _d64 = <gemm32_t><size_t>s, <gemm32_t><size_t>d, NULL, NULL
     _active = name
     if not _self_test():
-        _s32, _d32 = <sgemm32_t><size_t>saved[0], <dgemm32_t><size_t>saved[1]
-        _s64, _d64 = <sgemm64_t><size_t>saved[2], <dgemm64_t><size_t>saved[3]
+        _s32, _d32 = <gemm32_t><size_t>saved[0], <gemm32_t><size_t>saved[1]
+        _s64, _d64 = <gemm64_t><size_t>saved[2], <gemm64_t><size_t>saved[3]
         _active = saved[4]
         del _providers[name]
         raise ValueError(f"{description} gave wrong numbers in the self-test; not used")

@@ -1,4 +1,4 @@
-"""The numba.cuda backend: `CudaOps`, its kernels in cuda_*.py, everything on the device.
+"""The numba.cuda backend: `CudaOps`, its kernels in the modules beside it, everything on the device.
 
 Parameters, gradients, optimizer state and workspaces stay on the GPU; a training step
 reads back two numbers (the loss and a finiteness flag). `from_host`/`to_host` are the
@@ -6,8 +6,8 @@ only host<->device copies, so `MLP.weights` on "cuda" are host copies.
 
 Network-level steps take one of two paths, chosen per network (`uses_fused`):
   fused   every layer size <= 128: one kernel for the whole forward pass, one for the
-          backward delta propagation (cuda_fused.py).
-  tiled   otherwise: per layer, tiled shared-memory GEMMs with fused epilogues (cuda_gemm.py).
+          backward delta propagation (narrow.py).
+  tiled   otherwise: per layer, tiled shared-memory GEMMs with fused epilogues (products.py).
 Either way all the weight gradients are then one batched reduction launch (plus one to
 add the batch chunks), written straight into the flat gradient buffer.
 `CudaOps.fused` forces a path (True/False) for tests and experiments; None is automatic.
@@ -27,9 +27,10 @@ import threading
 
 import numpy as np
 
-from .. import activations
-from ..validation import kernel_array, kernel_array_kind
-from .base import Ops
+from ... import activations
+from ...validation import kernel_array, kernel_array_kind
+from ..base import Ops
+from ..plan import A_AT, D_AT, NONFINITE, OK, WS_SIZE, Z_AT, layer_field, make_plan
 
 try:
     from numba import cuda
@@ -39,9 +40,9 @@ except Exception as e:          # noqa: BLE001 - numba-cuda absent or broken: th
     _import_error = e
 
 if cuda is not None:            # our own kernel modules: an error there is a bug, not "unavailable"
-    from . import cuda_elementwise as elementwise
-    from . import cuda_fused as fused_mlp
-    from . import cuda_gemm as gemm
+    from . import elementwise, losses, narrow, optimizers
+    from . import products as gemm
+    from .activations import activation_backward
 
 
 def available():
@@ -77,55 +78,44 @@ def as_device_array(a):
     return cuda.as_cuda_array(a)
 
 
-class _Meta:
-    """A network's shape as the fused kernels read it: small device arrays, made once."""
+class Workspace:
+    """One network's device memory for batches of up to `capacity` rows, allocated once: the
+    plan (host and device copies), the workspace it lays out (Z, A, delta of every layer),
+    the tile table of the weight-gradient launch, the loss partial sums, the read-back pair
+    result = [loss, all-finite flag], and named scratch (the split weight-gradient sums)."""
 
-    def __init__(self, arch):
-        self.sizes = arch.sizes
-        self.n_layers = arch.n_layers
-        offsets = arch.offsets
-        self.w_off = cuda.to_device(np.array([w for w, _ in offsets], dtype=np.int64))
-        self.b_off = cuda.to_device(np.array([b for _, b in offsets], dtype=np.int64))
-        self.sizes_d = cuda.to_device(np.array(arch.sizes, dtype=np.int64))
-        self.codes = cuda.to_device(np.array(arch.activations, dtype=np.int64))
+    def __init__(self, arch, capacity):
+        self.capacity, self.sizes = capacity, arch.sizes
+        self.plan = make_plan(arch, capacity, share_za=True)
+        self.plan_d = cuda.to_device(self.plan)
+        self.buffer = cuda.device_array(int(self.plan[WS_SIZE]), dtype=arch.dtype)
         tiles = gemm.tile_table(arch.sizes)
         self.tiles, self.n_tiles = cuda.to_device(tiles), len(tiles)
-
-
-class _Workspace:
-    """Everything one batch size needs, allocated once: Z and A of every layer (one flat
-    buffer), the deltas (another), the loss partial sums and the read-back pair
-    result = [loss, all-finite flag]."""
-
-    def __init__(self, arch, M):
-        dtype, widths = arch.dtype, arch.sizes[1:]
-        self.M = M
-        za_off, at = [], 0
-        for n in widths:
-            za_off.append(at)
-            at += 2 * M * n
-        self.za = cuda.device_array(at, dtype=dtype)
-        d_off, at = [], 0
-        for n in widths:
-            d_off.append(at)
-            at += M * n
-        self.d = cuda.device_array(at, dtype=dtype)
-        self.Z = [self.za[o:o + M * n].reshape(M, n) for o, n in zip(za_off, widths)]
-        self.A = [self.za[o + M * n:o + 2 * M * n].reshape(M, n) for o, n in zip(za_off, widths)]
-        self.D = [self.d[o:o + M * n].reshape(M, n) for o, n in zip(d_off, widths)]
-        self.za_off = cuda.to_device(np.array(za_off, dtype=np.int64))
-        # where each layer's input A[l-1] starts in za (layer 0 reads X instead)
-        self.a_off = cuda.to_device(np.array([0] + [o + M * n for o, n in zip(za_off, widths)][:-1], dtype=np.int64))
-        self.d_off = cuda.to_device(np.array(d_off, dtype=np.int64))
-        self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=dtype)
-        self.result = cuda.device_array(2, dtype=dtype)
+        self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=arch.dtype)
+        self.result = cuda.device_array(2, dtype=arch.dtype)
         self._scratch = {}
+
+    def rows(self, l, field, m):
+        """Layer l's Z, A or delta (plan field Z_AT, A_AT, D_AT) for m rows: an (m, n) device view."""
+        at, n = layer_field(self.plan, l, field), self.sizes[l + 1]
+        return self.buffer[at:at + m * n].reshape(m, n)
 
     def scratch(self, name, shape):
         key = (name, shape)
         if key not in self._scratch:
-            self._scratch[key] = cuda.device_array(shape, dtype=self.za.dtype)
+            self._scratch[key] = cuda.device_array(shape, dtype=self.buffer.dtype)
         return self._scratch[key]
+
+
+class Prepared:
+    """Device views of the workspace for batches of m rows: Z[l], A[l], D[l]. No compiled
+    whole step (`steps` is empty): a step is a few launches and one read-back."""
+    steps = {}
+
+    def __init__(self, workspace, m):
+        self.workspace, self.m = workspace, m
+        L = len(workspace.sizes) - 1
+        self.Z, self.A, self.D = ([workspace.rows(l, field, m) for l in range(L)] for field in (Z_AT, A_AT, D_AT))
 
 
 def _fresh_scratch(dtype):
@@ -241,7 +231,7 @@ class CudaOps(Ops):
         return Z, A
 
     def activation_backward(self, dA, Z, A, act):
-        return elementwise.activation_backward(dA, Z, A, act, cuda.device_array(dA.shape, dtype=dA.dtype))
+        return activation_backward(dA, Z, A, act, cuda.device_array(dA.shape, dtype=dA.dtype))
 
     def delta_propagate(self, delta, W, Z, A, act):
         out = cuda.device_array((delta.shape[0], W.shape[0]), dtype=delta.dtype)
@@ -249,96 +239,92 @@ class CudaOps(Ops):
         return out
 
     def weight_gradient(self, A_prev, delta, dW=None, db=None):
+        K, N = A_prev.shape[1], delta.shape[1]
+        G = cuda.device_array(K * N + N, dtype=delta.dtype)       # dW then db, as in the flat buffer
+        gemm.weight_gradient(A_prev, delta, G, _fresh_scratch(delta.dtype))
         if dW is None:
-            dW = cuda.device_array((A_prev.shape[1], delta.shape[1]), dtype=delta.dtype)
-            db = cuda.device_array(delta.shape[1], dtype=delta.dtype)
-        gemm.weight_gradient(A_prev, delta, dW, db, _fresh_scratch(delta.dtype))
+            return G[:K * N].reshape(K, N), G[K * N:]
+        dW.copy_to_device(G[:K * N].reshape(K, N))
+        db.copy_to_device(G[K * N:])
         return dW, db
 
     def loss_and_output_grad(self, out, y, loss, reduction):
         grad = cuda.device_array(out.shape, dtype=out.dtype)
         partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=out.dtype)
         result = cuda.device_array(1, dtype=out.dtype)
-        elementwise.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
+        losses.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
         return float(result.copy_to_host()[0]), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        elementwise.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        optimizers.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        elementwise.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        optimizers.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
-    # ---- network level: workspaces allocated once per batch size, one read-back per step ----
+    # ---- network level: one workspace per network (base Ops.prepared), one read-back per step ----
     def uses_fused(self, arch):
-        return fused_mlp.eligible(arch.sizes) if self.fused is None else bool(self.fused)
+        return narrow.eligible(arch.sizes) if self.fused is None else bool(self.fused)
 
-    def _plan(self, state, M):
-        mine = state.scratch.setdefault("cuda", {"workspaces": {}})
-        if "meta" not in mine:
-            mine["meta"] = _Meta(state.arch)
-        spaces = mine["workspaces"]
-        if M not in spaces:
-            if len(spaces) >= 2:            # the full batch and the last, shorter one
-                spaces.pop(next(iter(spaces)))
-            spaces[M] = _Workspace(state.arch, M)
-        return mine["meta"], spaces[M]
+    def make_workspace(self, arch, capacity):
+        return Workspace(arch, capacity)
 
-    def _forward_into(self, state, X, ws, meta, store_all):
-        P, arch = state.params, state.arch
-        if self.uses_fused(arch) and fused_mlp.eligible(arch.sizes):
-            fused_mlp.forward(X, P.flat, meta, ws.za, ws.za_off, store_all)
+    def prepare(self, state, workspace, batch):
+        return Prepared(workspace, batch)
+
+    def _forward_into(self, state, X, prep, store_all):
+        P, arch, ws = state.params, state.arch, prep.workspace
+        if self.uses_fused(arch) and narrow.eligible(arch.sizes):
+            narrow.forward(X, P.flat, ws.plan_d, ws.buffer, arch.sizes, store_all)
         else:
             A = X
             for l, code in enumerate(arch.activations):
-                gemm.linear_forward(A, P.W[l], P.b[l], code, ws.Z[l], ws.A[l])
-                A = ws.A[l]
-        return ws.A[-1]
+                gemm.linear_forward(A, P.W[l], P.b[l], code, prep.Z[l], prep.A[l])
+                A = prep.A[l]
+        return prep.A[-1]
 
-    def _loss_into(self, state, X, y, ws, meta, store_all):
-        """Forward, then the loss into ws.result[0] and delta of the output layer into ws.D[-1]."""
-        arch = state.arch
-        out = self._forward_into(state, X, ws, meta, store_all)
-        elementwise.loss_and_output_grad(out, y, ws.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
-                                         ws.D[-1], ws.partials, ws.result)
+    def _loss_into(self, state, X, y, prep, store_all):
+        """Forward, then the loss into result[0] and delta of the output layer into D[-1]."""
+        arch, ws = state.arch, prep.workspace
+        out = self._forward_into(state, X, prep, store_all)
+        losses.loss_and_output_grad(out, y, prep.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
+                                    prep.D[-1], ws.partials, ws.result)
 
-    def _backward(self, state, X, ws, meta):
-        arch, P, G = state.arch, state.params, state.grads
-        if self.uses_fused(arch) and fused_mlp.eligible(arch.sizes):
-            fused_mlp.backward(P.flat, meta, ws.za, ws.za_off, ws.d, ws.d_off, ws.M)
+    def _backward(self, state, X, prep):
+        arch, P, G, ws = state.arch, state.params, state.grads, prep.workspace
+        if self.uses_fused(arch) and narrow.eligible(arch.sizes):
+            narrow.backward(P.flat, ws.plan_d, ws.buffer, arch.sizes, prep.m)
         else:
             for l in range(arch.n_layers - 1, 0, -1):
-                gemm.delta_propagate(ws.D[l], P.W[l], ws.Z[l - 1], ws.A[l - 1], arch.activations[l - 1], ws.D[l - 1])
-        gemm.weight_gradients(X, ws.za, ws.a_off, ws.d, ws.d_off, meta.sizes_d, meta.w_off, meta.b_off,
-                              meta.tiles, meta.n_tiles, G.flat, ws.scratch)
+                gemm.delta_propagate(prep.D[l], P.W[l], prep.Z[l - 1], prep.A[l - 1], arch.activations[l - 1],
+                                     prep.D[l - 1])
+        gemm.weight_gradients(X, ws.buffer, ws.plan_d, ws.tiles, ws.n_tiles, G.flat, ws.scratch)
 
     def forward(self, state, X):
-        meta, ws = self._plan(state, X.shape[0])
-        out = self._forward_into(state, X, ws, meta, store_all=False)
+        prep = self.prepared(state, X.shape[0])
+        out = self._forward_into(state, X, prep, store_all=False)
         mine = cuda.device_array(out.shape, dtype=out.dtype)
         mine.copy_to_device(out)
         return mine
 
     def loss(self, state, X, y):
-        meta, ws = self._plan(state, X.shape[0])
-        self._loss_into(state, X, y, ws, meta, store_all=False)
-        return float(ws.result.copy_to_host()[0])
+        prep = self.prepared(state, X.shape[0])
+        self._loss_into(state, X, y, prep, store_all=False)
+        return float(prep.workspace.result.copy_to_host()[0])
 
     def loss_and_grad(self, state, X, y):
-        meta, ws = self._plan(state, X.shape[0])
-        self._loss_into(state, X, y, ws, meta, store_all=True)
-        self._backward(state, X, ws, meta)
-        return float(ws.result.copy_to_host()[0])
+        prep = self.prepared(state, X.shape[0])
+        self._loss_into(state, X, y, prep, store_all=True)
+        self._backward(state, X, prep)
+        return float(prep.workspace.result.copy_to_host()[0])
 
-    def train_step(self, state, X, y, optimizer):
-        meta, ws = self._plan(state, X.shape[0])
-        self._loss_into(state, X, y, ws, meta, store_all=True)
-        self._backward(state, X, ws, meta)
-        elementwise.flag_nonfinite(state.grads.flat, ws.result, 1)
-        loss, finite = (float(v) for v in ws.result.copy_to_host())      # the one read-back
-        if not (math.isfinite(loss) and finite == 1.0):
-            raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
-        optimizer.update(self, state.params.flat, state.grads.flat)
-        return loss
+    def gradient_pass(self, state, X, y):
+        prep = self.prepared(state, X.shape[0])
+        self._loss_into(state, X, y, prep, store_all=True)
+        self._backward(state, X, prep)
+        result = prep.workspace.result
+        elementwise.flag_nonfinite(state.grads.flat, result, 1)
+        loss, finite = (float(v) for v in result.copy_to_host())      # the one read-back
+        return (OK if math.isfinite(loss) and finite == 1.0 else NONFINITE), loss
 
 
 ops = CudaOps()

@@ -11,8 +11,8 @@ manner of tiny-cuda-nn's fully fused MLP.
                pass; for inference only the output layer is written.
     backward   ONE kernel propagates the deltas through all layers the same way,
                delta[l-1] = (delta[l] @ W[l].T) * f'(Z[l-1]), writing each delta[l] out.
-    gradients  dW[l] = A[l-1].T @ delta[l], db[l]: per layer, the split-batch tiled
-               reduction of cuda_gemm (a batch of 65,536 rows is cut into chunks so the
+    gradients  dW[l] = A[l-1].T @ delta[l], db[l]: the split-batch tiled reduction of
+               products.py (a batch of 65,536 rows is cut into chunks so the
                reduction fills the GPU).
 
 Shared memory per block: 2 * ROWS * 128 * itemsize = 32 KiB for float32 (ROWS = 32) and
@@ -23,14 +23,16 @@ When it is used (`eligible`): max(layer sizes) <= 128. This is chosen by design,
 measured (no GPU was available when it was written): for such widths one block holds a
 row's whole layer, so L forward launches become one and the activations stay on chip,
 which is where the per-layer tiled path loses on narrow networks (small GEMMs: few tiles,
-launch overhead, every activation written and re-read). Wider layers take cuda_gemm.
+launch overhead, every activation written and re-read). Wider layers take products.py.
 """
 import functools
 
 import numpy as np
 from numba import cuda
 
-from .cuda_math import WARP, device_functions, numba_type
+from ..plan import ACT, A_AT, B_AT, D_AT, FIELDS, HEADER, N_IN, N_LAYERS, N_OUT, W_AT, Z_AT
+from .activations import device_functions
+from .device import WARP, numba_type
 
 MAX_WIDTH = 128
 
@@ -56,15 +58,16 @@ def kernels(dtype):
     W_MAX = MAX_WIDTH
 
     @cuda.jit(cache=True)
-    def forward(X, params, w_off, b_off, sizes, codes, n_layers, ZA, za_off, store_all):
-        """All layers for this block's ROWS rows. Layer l's Z is ZA[za_off[l]:] as (M, n),
-        its A follows at + M * n."""
+    def forward(X, params, plan, WS, store_all):
+        """All layers for this block's ROWS rows; Z and A of layer l into WS at the plan's
+        Z_AT and A_AT (every layer with store_all, else the output layer only)."""
         H = cuda.shared.array((2, ROWS, W_MAX), T)
         M = X.shape[0]
         tid, n_threads = cuda.threadIdx.x, cuda.blockDim.x
         row0 = cuda.blockIdx.x * ROWS
         n_rows = min(ROWS, M - row0)
-        n0 = sizes[0]
+        n_layers = plan[N_LAYERS]
+        n0 = plan[HEADER + N_IN]
         for i in range(tid, ROWS * n0, n_threads):      # the input rows; zeros past the batch
             r, c = i // n0, i % n0
             H[0, r, c] = X[row0 + r, c] if r < n_rows else T(0)
@@ -72,10 +75,9 @@ def kernels(dtype):
         acc = cuda.local.array(ROWS, T)
         cur = 0
         for l in range(n_layers):
-            n_in, n_out, code = sizes[l], sizes[l + 1], codes[l]
-            w_at, b_at = w_off[l], b_off[l]
-            z_at = za_off[l]
-            a_at = z_at + M * n_out
+            q = HEADER + l * FIELDS
+            n_in, n_out, code = plan[q + N_IN], plan[q + N_OUT], plan[q + ACT]
+            w_at, b_at, z_at, a_at = plan[q + W_AT], plan[q + B_AT], plan[q + Z_AT], plan[q + A_AT]
             store = store_all or l == n_layers - 1
             for j in range(tid, n_out, n_threads):
                 bias = params[b_at + j]
@@ -87,38 +89,35 @@ def kernels(dtype):
                         acc[r] += H[cur, r, k] * w       # one address per warp: broadcast
                 for r in range(ROWS):
                     z = acc[r]
-                    a = activate(z, code)
+                    a = activate(code, z)
                     H[1 - cur, r, j] = a
                     if store and r < n_rows:
                         at = (row0 + r) * n_out + j
-                        ZA[z_at + at] = z
-                        ZA[a_at + at] = a
+                        WS[z_at + at] = z
+                        WS[a_at + at] = a
             cuda.syncthreads()
             cur = 1 - cur
 
     @cuda.jit(cache=True)
-    def backward(params, w_off, sizes, codes, n_layers, ZA, za_off, D, d_off, M):
-        """From delta[L-1] (in D, written by the loss kernel) down to delta[0]:
-        delta[l-1] = (delta[l] @ W[l].T) * f'(Z[l-1]). Layer l's delta is D[d_off[l]:] as (M, n)."""
+    def backward(params, plan, WS, M):
+        """From delta[L-1] (written by the loss kernel) down to delta[0]:
+        delta[l-1] = (delta[l] @ W[l].T) * f'(Z[l-1]); each delta into WS at the plan's D_AT."""
         S = cuda.shared.array((2, ROWS, W_MAX), T)
         tid, n_threads = cuda.threadIdx.x, cuda.blockDim.x
         row0 = cuda.blockIdx.x * ROWS
         n_rows = min(ROWS, M - row0)
-        last = n_layers - 1
-        n_last = sizes[n_layers]
+        last = plan[N_LAYERS] - 1
+        n_last, d_last = plan[HEADER + last * FIELDS + N_OUT], plan[HEADER + last * FIELDS + D_AT]
         for i in range(tid, ROWS * n_last, n_threads):
             r, c = i // n_last, i % n_last
-            S[0, r, c] = D[d_off[last] + (row0 + r) * n_last + c] if r < n_rows else T(0)
+            S[0, r, c] = WS[d_last + (row0 + r) * n_last + c] if r < n_rows else T(0)
         cuda.syncthreads()
         acc = cuda.local.array(ROWS, T)
         cur = 0
         for l in range(last, 0, -1):
-            n_in, n_out = sizes[l], sizes[l + 1]       # W[l] is (n_in, n_out); layer l-1 has n_in units
-            code = codes[l - 1]
-            w_at = w_off[l]
-            z_at = za_off[l - 1]
-            a_at = z_at + M * n_in
-            d_at = d_off[l - 1]
+            q, below = HEADER + l * FIELDS, HEADER + (l - 1) * FIELDS
+            n_in, n_out, w_at = plan[q + N_IN], plan[q + N_OUT], plan[q + W_AT]  # layer l-1 has n_in units
+            code, z_at, a_at, d_at = plan[below + ACT], plan[below + Z_AT], plan[below + A_AT], plan[below + D_AT]
             for k in range(tid, n_in, n_threads):
                 for r in range(ROWS):
                     acc[r] = T(0)
@@ -130,8 +129,8 @@ def kernels(dtype):
                     d = T(0)
                     if r < n_rows:
                         at = (row0 + r) * n_in + k
-                        d = acc[r] * derivative(ZA[z_at + at], ZA[a_at + at], code)
-                        D[d_at + at] = d
+                        d = acc[r] * derivative(code, WS[z_at + at], WS[a_at + at])
+                        WS[d_at + at] = d
                     S[1 - cur, r, k] = d
             cuda.syncthreads()
             cur = 1 - cur
@@ -139,17 +138,12 @@ def kernels(dtype):
     return dict(forward=forward, backward=backward)
 
 
-def forward(X, params, meta, ZA, za_off, store_all):
-    """meta: the network's device arrays (w_off, b_off, sizes, codes) and host sizes."""
-    M = X.shape[0]
-    rows = rows_per_block(X.dtype)
-    blocks = -(-M // rows)
-    kernels(X.dtype)["forward"][blocks, threads_per_block(meta.sizes)](
-        X, params, meta.w_off, meta.b_off, meta.sizes_d, meta.codes, meta.n_layers, ZA, za_off, store_all)
+def forward(X, params, plan, WS, sizes, store_all):
+    """plan: the network's plan on the device; WS: the workspace; sizes: the layer sizes (host)."""
+    blocks = -(-X.shape[0] // rows_per_block(X.dtype))
+    kernels(X.dtype)["forward"][blocks, threads_per_block(sizes)](X, params, plan, WS, store_all)
 
 
-def backward(params, meta, ZA, za_off, D, d_off, M):
-    rows = rows_per_block(params.dtype)
-    blocks = -(-M // rows)
-    kernels(params.dtype)["backward"][blocks, threads_per_block(meta.sizes)](
-        params, meta.w_off, meta.sizes_d, meta.codes, meta.n_layers, ZA, za_off, D, d_off, M)
+def backward(params, plan, WS, sizes, M):
+    blocks = -(-M // rows_per_block(params.dtype))
+    kernels(params.dtype)["backward"][blocks, threads_per_block(sizes)](params, plan, WS, M)
