@@ -1,12 +1,12 @@
 """A measurement prototype, not fastbp code: momentum SGD and Adam fused into the Numba
 backend's gradient pass, timed beside the shipped steps, to size the gain before the
 kernels get it (results/adam.md). Written against the internals of
-fastbp._kernels.numba_fused as they are when this file was added; it stops running when
+fastbp._kernels.numba_cpu.step (its forward, delta and bound pieces); it stops running when
 those move, and then has done its job.
 
     python bench/fused_update_prototype.py [--threads N] [--workloads mnist,mnist-b256,wide-1024] [--repeats 15]
 
-Both fused steps start as the plain-SGD step does (_sgd_pass): forward + loss, every
+Both fused steps start as the plain-SGD step does (step._sgd_pass): forward + loss, every
 delta with the old weights, then the bound sum|A_prev| * sum|delta| that shows every
 weight-gradient product finite before anything is written (a failed bound would take
 the stored-gradient path; the prototype just reports it). Then, layer by layer:
@@ -31,30 +31,34 @@ import numpy as np
 def build():
     from numba import njit
 
-    from fastbp._kernels import numba_fused as F
-    from fastbp._kernels.numba_kernels import JIT, adam_update, matmul_tn, matmul_tn_into
+    from fastbp._kernels import plan as P
+    from fastbp._kernels.numba_cpu import step as F
+    from fastbp._kernels.numba_cpu.checks import abs_sum
+    from fastbp._kernels.numba_cpu.optimizers import adam_update
+    from fastbp._kernels.numba_cpu.options import JIT
+    from fastbp._kernels.numba_cpu.products import matmul_tn, matmul_tn_into
 
     @njit(**JIT)
     def prologue(X, y, labels, params, ws, plan):
         """-> (ok, loss): forward, loss, deltas and the finiteness bound, nothing written."""
-        x_abs = F._abs_sum(X)
+        x_abs = abs_sum(X)
         total = F._forward_loss(X, y, labels, params, ws, plan)
         if not math.isfinite(total):
             return False, total
-        F._deltas(params, ws, plan)
-        return F._products_bounded(x_abs, ws, plan), total
+        F._deltas(params, ws, plan, X.shape[0])
+        return F._products_bounded(x_abs, ws, plan, X.shape[0]), total
 
     @njit(**JIT)
     def fused_momentum(X, y, labels, params, grads, ws, plan, velocity, lr, mu):
         ok, total = prologue(X, y, labels, params, ws, plan)
         if not ok:
-            return F.NONFINITE, total
+            return P.NONFINITE, total
         T = ws.dtype.type
         lr_, mu_ = T(lr), T(mu)
-        acc = ws[plan[F.ACC_AT]:].view(np.float64)
-        for l in range(plan[F.N_LAYERS]):
-            A_prev = X if l == 0 else F._A(ws, plan, l - 1)
-            delta, db = F._delta(ws, plan, l), F._b(grads, plan, l)
+        acc, m = ws[plan[P.ACC_AT]:].view(np.float64), X.shape[0]
+        for l in range(plan[P.N_LAYERS]):
+            A_prev = X if l == 0 else F._rows(ws, plan, l - 1, P.A_AT, m)
+            delta, db = F._rows(ws, plan, l, P.D_AT, m), F._b(grads, plan, l)
             F._bias_gradient(delta, db, acc)
             pb, vb = F._b(params, plan, l), F._b(velocity, plan, l)
             for j in range(pb.size):
@@ -62,33 +66,33 @@ def build():
                 vb[j] = vj
                 pb[j] -= lr_ * vj
             V, W = F._W(velocity, plan, l), F._W(params, plan, l)
-            if not matmul_tn_into(T(1), A_prev, delta, mu_, V, plan[F.BLAS]):
+            if not matmul_tn_into(T(1), A_prev, delta, mu_, V, plan[P.BLAS]):
                 g = F._W(grads, plan, l)               # below the BLAS threshold: loops, then the rule
-                matmul_tn(A_prev, delta, g, plan[F.BLAS])
+                matmul_tn(A_prev, delta, g, plan[P.BLAS])
                 V *= mu_
                 V += g
             v, p = V.ravel(), W.ravel()
             for i in range(p.size):
                 p[i] -= lr_ * v[i]
-        return F.OK, total
+        return P.OK, total
 
     @njit(**JIT)
-    def fused_adam(X, y, labels, params, grads, ws, plan, m, v, step, lr, beta1, beta2, eps):
+    def fused_adam(X, y, labels, params, grads, ws, plan, mom, vel, step, lr, beta1, beta2, eps):
         ok, total = prologue(X, y, labels, params, ws, plan)
         if not ok:
-            return F.NONFINITE, total
-        acc = ws[plan[F.ACC_AT]:].view(np.float64)
-        for l in range(plan[F.N_LAYERS]):
-            A_prev = X if l == 0 else F._A(ws, plan, l - 1)
-            delta, db = F._delta(ws, plan, l), F._b(grads, plan, l)
+            return P.NONFINITE, total
+        acc, m = ws[plan[P.ACC_AT]:].view(np.float64), X.shape[0]
+        for l in range(plan[P.N_LAYERS]):
+            A_prev = X if l == 0 else F._rows(ws, plan, l - 1, P.A_AT, m)
+            delta, db = F._rows(ws, plan, l, P.D_AT, m), F._b(grads, plan, l)
             F._bias_gradient(delta, db, acc)
-            adam_update(F._b(params, plan, l), db, F._b(m, plan, l), F._b(v, plan, l), step, lr, beta1, beta2,
+            adam_update(F._b(params, plan, l), db, F._b(mom, plan, l), F._b(vel, plan, l), step, lr, beta1, beta2,
                         eps, 0.0)
             g = F._W(grads, plan, l)
-            matmul_tn(A_prev, delta, g, plan[F.BLAS])
-            adam_update(F._W(params, plan, l).ravel(), g.ravel(), F._W(m, plan, l).ravel(),
-                        F._W(v, plan, l).ravel(), step, lr, beta1, beta2, eps, 0.0)
-        return F.OK, total
+            matmul_tn(A_prev, delta, g, plan[P.BLAS])
+            adam_update(F._W(params, plan, l).ravel(), g.ravel(), F._W(mom, plan, l).ravel(),
+                        F._W(vel, plan, l).ravel(), step, lr, beta1, beta2, eps, 0.0)
+        return P.OK, total
 
     return fused_momentum, fused_adam
 
@@ -137,7 +141,8 @@ def main(argv=None):
 def prototype_step(rule, net, X, y, labels, fused_momentum, fused_adam):
     """-> step(): one fused step of `rule` on `net`'s buffers (its own state arrays); loss."""
     ops, state = net._ops, net._state
-    prep = ops.prepared(state, X.shape[0])
+    workspace = ops.prepared(state, X.shape[0]).workspace
+    ws, plan = workspace.buffer, workspace.plan
     params, grads = state.params.flat, state.grads.flat
     s1, s2 = np.zeros_like(params), np.zeros_like(params)
     count = [0]
@@ -145,10 +150,10 @@ def prototype_step(rule, net, X, y, labels, fused_momentum, fused_adam):
     def step():
         count[0] += 1
         if rule.is_adam:
-            status, loss = fused_adam(X, y, labels, params, grads, prep.ws, prep.plan, s1, s2, count[0], rule.lr,
+            status, loss = fused_adam(X, y, labels, params, grads, ws, plan, s1, s2, count[0], rule.lr,
                                       rule.betas[0], rule.betas[1], rule.eps)
         else:
-            status, loss = fused_momentum(X, y, labels, params, grads, prep.ws, prep.plan, s1, rule.lr,
+            status, loss = fused_momentum(X, y, labels, params, grads, ws, plan, s1, rule.lr,
                                           rule.momentum)
         if status:
             raise FloatingPointError(f"prototype {rule.name}: the bound failed (status {status})")
