@@ -75,8 +75,8 @@ def launchable_kernels(tiles=()):
             "cross_entropy": sig(mat, ivec, mat, i64, f64, mat, vec),
         }, name, one_d)
         add("optimizers", m.optimizers.kernels(dtype), {
-            "sgd": sig(vec, vec, vec, f64, f64, f64, flag),
-            "adam": sig(vec, vec, vec, vec, f64, f64, f64, f64, f64, f64),
+            "sgd": sig(vec, vec, vec, f64, f64, f64, flag, vec, flag),
+            "adam": sig(vec, vec, vec, vec, f64, f64, f64, f64, f64, f64, vec, flag),
         }, name, one_d)
         add("elementwise", m.elementwise.kernels(dtype), {
             "finish_sum": sig(vec, i64, f64, vec),

@@ -7,13 +7,14 @@
    per-layer gradient norms on request), write the checkpoint atomically, then apply the
    learning-rate schedule and the early-stopping rule (fastbp.schedules).
 
-A non-finite loss raises FloatingPointError naming the epoch and batch; the backend's
-train_step raises before updating, so the parameters and the optimizer state stay at their
-last finite values, and the last checkpoint (written at the end of an earlier epoch) is intact.
-An update can overflow although its loss was finite (learning rate x gradient beyond the
-dtype's range): the parameters are checked once per epoch, before the checkpoint is written,
-and non-finite ones stop training with a FloatingPointError that says so (no checkpoint is
-ever written from them).
+A non-finite loss, or an update that would make a parameter or an optimizer state value
+non-finite (learning rate x gradient beyond the dtype's range), raises FloatingPointError
+naming the epoch and batch; the backend's train_step refuses such a step before anything
+changes, so the parameters and the optimizer state stay at their last finite values, and
+the last checkpoint (written at the end of an earlier epoch) is intact. The parameters and
+the state are also checked once per epoch, before the checkpoint is written (an optimizer
+of one's own, or a callback, may have written non-finite values): non-finite ones stop
+training with a FloatingPointError that says so, and no checkpoint is ever written from them.
 """
 import copy
 import numbers
@@ -85,7 +86,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             include the epochs done before.
 
     Raises:
-        FloatingPointError: a non-finite loss, naming the epoch and batch; the parameters
+        FloatingPointError: a non-finite loss, or an update that would make the parameters
+            or the optimizer state non-finite, naming the epoch and batch; the parameters
             stay at their last finite values.
     """
     # ---- 1. check everything once; nothing is changed before the end of this block ----
@@ -108,6 +110,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         net.check_optimizer(optimizer)
         if saved is None and not net._ops.all_finite(net.flat_params):
             raise ValueError("the network's parameters contain NaN or inf (written through net.weights?)")
+        if saved is None and not all(net._ops.all_finite(buffer) for buffer in optimizer.state.values()):
+            raise ValueError("the optimizer's state contains NaN or inf (written through optimizer.state?)")
         memory.require(memory.training_bytes(net.arch, 0 if optimizer.state else len(optimizer.state_names),
                                              min(batch_size, X.shape[0]), min(X.shape[0], EVAL_ROWS)),
                        f"fit of {net._parameters_text()}, with {type(optimizer).__name__} state and batch {batch_size},")
@@ -225,11 +229,11 @@ def _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, error):
         return FloatingPointError(f"training stopped in epoch {epoch}, batch {batch} of {n_batches}: {error}; "
                                   f"the parameters are those after the last finite step{kept}")
     when = (f"found after batch {batch} of {n_batches} of epoch {epoch}" if error is None else
-            f"found in epoch {epoch}, batch {batch} of {n_batches}, where the loss was not finite ({error})")
+            f"found in epoch {epoch}, batch {batch} of {n_batches}, whose step failed ({error})")
     return FloatingPointError(
-        f"non-finite {broken} {when}: an update of this epoch overflowed although its loss was finite "
-        f"(learning rate x gradient beyond the {net.dtype} range); training stopped, and they cannot be "
-        f"used{kept}")
+        f"non-finite {broken} {when}: written in this epoch by the optimizer's own update or outside the "
+        f"training steps (fastbp's steps refuse an update that would make them non-finite); training "
+        f"stopped, and they cannot be used{kept}")
 
 
 def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, samples_seen):

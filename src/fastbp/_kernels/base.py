@@ -93,12 +93,15 @@ class Ops:
         """-> (loss as a Python float, dLoss/d out)."""
         return self._by_reference("loss_and_output_grad", out, y, loss, reduction)
 
+    # The updates (torch.optim semantics) write every new value or none: -> True when applied,
+    # False (p, g and the state as they were) when a new value would not be finite.
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        self._by_reference("sgd_update", p, g, velocity, lr, momentum, weight_decay, nesterov, written=(0, 2))
+        return self._by_reference("sgd_update", p, g, velocity, lr, momentum, weight_decay, nesterov,
+                                  written=(0, 2))
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        self._by_reference("adam_update", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay,
-                           written=(0, 2, 3))
+        return self._by_reference("adam_update", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay,
+                                  written=(0, 2, 3))
 
     def _by_reference(self, kernel, *args, written=()):
         """The reference's `kernel` on host copies of the array arguments; the arrays at the
@@ -181,8 +184,10 @@ class Ops:
     # ---- the training step ----
     def train_step(self, state, X, y, optimizer):
         """Forward, backward and update, in place; -> loss. FloatingPointError (nothing
-        updated) on a non-finite loss or gradient; ValueError (nothing written) on NaN/inf in
-        X or y where the backend checks them (checks_finite). The Python here is the whole
+        updated) on a non-finite loss or gradient, or an update that would make a parameter or
+        an optimizer state value non-finite; ValueError (nothing written) on NaN/inf in X or y
+        where the backend checks them (checks_finite). A compiled step leaves state.grads as
+        scratch. The Python here is the whole
         per-step overhead of a compiled step: keep it to look-ups. A rejected first step
         leaves the optimizer unbound, as it was."""
         prep = state.scratch.get(X.shape[0]) or self.prepared(state, X.shape[0])
@@ -202,7 +207,8 @@ class Ops:
         return loss
 
     def composed_train_step(self, state, X, y, optimizer):
-        """The gradient pass, then the optimizer's own update; the gradients stay in state.grads."""
+        """The gradient pass, then the optimizer's own update (FloatingPointError, nothing
+        updated, when it would make a value non-finite); the gradients stay in state.grads."""
         status, loss = self.gradient_pass(state, X, y)
         if status:
             raise status_error(status, loss)

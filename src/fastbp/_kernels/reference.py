@@ -106,22 +106,29 @@ class NumpyOps(Ops):
             total, grad = total / count, grad / count
         return float(total), grad.astype(out.dtype, copy=False)
 
+    # the updates compute every new value first and write them only if all are finite
+    # (nothing changes otherwise: -> False); the overflow that may come is the point
+    @np.errstate(over="ignore", invalid="ignore")
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
         d = g + weight_decay * p
-        if momentum:
-            velocity *= momentum
-            velocity += d
-            d = d + momentum * velocity if nesterov else velocity
-        p -= lr * d
+        v = momentum * velocity + d if momentum else velocity
+        new = p - lr * ((d + momentum * v if nesterov else v) if momentum else d)
+        if not (np.isfinite(new).all() and np.isfinite(v).all()):
+            return False
+        p[...], velocity[...] = new, v
+        return True
 
+    @np.errstate(over="ignore", invalid="ignore")
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
         d = g + weight_decay * p
-        m *= beta1
-        m += (1 - beta1) * d
-        v *= beta2
-        v += (1 - beta2) * d * d
+        m_new = beta1 * m + (1 - beta1) * d
+        v_new = beta2 * v + (1 - beta2) * d * d
         bias1, bias2 = 1 - beta1**step, 1 - beta2**step
-        p -= (lr / bias1) * m / (np.sqrt(v) / math.sqrt(bias2) + eps)
+        new = p - (lr / bias1) * m_new / (np.sqrt(v_new) / math.sqrt(bias2) + eps)
+        if not (np.isfinite(new).all() and np.isfinite(m_new).all() and np.isfinite(v_new).all()):
+            return False
+        p[...], m[...], v[...] = new, m_new, v_new
+        return True
 
 
 def available():

@@ -1,8 +1,10 @@
 """The numba.cuda backend: `CudaOps`, its kernels in the modules beside it, everything on the device.
 
 Parameters, gradients, optimizer state and workspaces stay on the GPU; a training step
-reads back two numbers (the loss and a finiteness flag). `from_host`/`to_host` are the
-only host<->device copies, so `MLP.weights` on "cuda" are host copies.
+reads back three numbers (the loss and two flags: the gradient finite, the update's new
+values finite), then writes the update only if all three are (optimizers.py).
+`from_host`/`to_host` are the only host<->device copies, so `MLP.weights` on "cuda" are host
+copies.
 
 Network-level steps take one of two paths, chosen per network (`uses_fused`):
   fused   every layer size <= 128: one kernel for the whole forward pass, one for the
@@ -30,7 +32,7 @@ import numpy as np
 from ... import activations
 from ...validation import kernel_array, kernel_array_kind
 from ..base import Ops
-from ..plan import A_AT, D_AT, NONFINITE, OK, WS_SIZE, Z_AT, layer_field, make_plan
+from ..plan import A_AT, D_AT, NONFINITE, OK, OVERFLOW, WS_SIZE, Z_AT, layer_field, make_plan
 
 try:
     from numba import cuda
@@ -81,8 +83,9 @@ def as_device_array(a):
 class Workspace:
     """One network's device memory for batches of up to `capacity` rows, allocated once: the
     plan (host and device copies), the workspace it lays out (Z, A, delta of every layer),
-    the tile table of the weight-gradient launch, the loss partial sums, the read-back pair
-    result = [loss, all-finite flag], and named scratch (the split weight-gradient sums)."""
+    the tile table of the weight-gradient launch, the loss partial sums, the read-back
+    result = [loss, gradient finite, update finite] (`flags`: its last two), and named
+    scratch (the split weight-gradient sums)."""
 
     def __init__(self, arch, capacity):
         self.capacity, self.sizes = capacity, arch.sizes
@@ -92,7 +95,8 @@ class Workspace:
         tiles = gemm.tile_table(arch.sizes)
         self.tiles, self.n_tiles = cuda.to_device(tiles), len(tiles)
         self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=arch.dtype)
-        self.result = cuda.device_array(2, dtype=arch.dtype)
+        self.result = cuda.device_array(3, dtype=arch.dtype)
+        self.flags = self.result[1:]
         self._scratch = {}
 
     def rows(self, l, field, m):
@@ -108,14 +112,26 @@ class Workspace:
 
 
 class Prepared:
-    """Device views of the workspace for batches of m rows: Z[l], A[l], D[l]. No compiled
-    whole step (`steps` is empty): a step is a few launches and one read-back."""
-    steps = {}
+    """Device views of the workspace for batches of m rows: Z[l], A[l], D[l], and `steps`, the
+    training steps by optimizer kind (Ops.train_step): a few launches and one read-back each."""
 
-    def __init__(self, workspace, m):
+    def __init__(self, ops, state, workspace, m):
         self.workspace, self.m = workspace, m
         L = len(workspace.sizes) - 1
         self.Z, self.A, self.D = ([workspace.rows(l, field, m) for l in range(L)] for field in (Z_AT, A_AT, D_AT))
+        params, grads = state.params.flat, state.grads.flat
+
+        def sgd_step(X, y, opt):
+            return ops.step(state, X, y, self, "sgd", (params, grads, opt.state["velocity"], opt.lr, opt.momentum,
+                                                       opt.weight_decay, opt.nesterov))
+
+        def adam_step(X, y, opt):
+            beta1, beta2 = opt.betas
+            return ops.step(state, X, y, self, "adam", (params, grads, opt.state["m"], opt.state["v"],
+                                                        opt.step_count + 1, opt.lr, beta1, beta2, opt.eps,
+                                                        opt.weight_decay))
+
+        self.steps = {"sgd": sgd_step, "adam": adam_step}
 
 
 def _fresh_scratch(dtype):
@@ -256,10 +272,10 @@ class CudaOps(Ops):
         return float(result.copy_to_host()[0]), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        optimizers.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        return optimizers.update("sgd", p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        optimizers.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return optimizers.update("adam", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     # ---- network level: one workspace per network (base Ops.prepared), one read-back per step ----
     def uses_fused(self, arch):
@@ -269,7 +285,7 @@ class CudaOps(Ops):
         return Workspace(arch, capacity)
 
     def prepare(self, state, workspace, batch):
-        return Prepared(workspace, batch)
+        return Prepared(self, state, workspace, batch)
 
     def _forward_into(self, state, X, prep, store_all):
         P, arch, ws = state.params, state.arch, prep.workspace
@@ -317,13 +333,29 @@ class CudaOps(Ops):
         self._backward(state, X, prep)
         return float(prep.workspace.result.copy_to_host()[0])
 
+    def step(self, state, X, y, prep, kind, args):
+        """A whole training step for the optimizer `kind` with its update's arguments `args`
+        (optimizers.py): forward, loss, backward, the update's test pass, the one read-back,
+        then the update. -> (status, loss); nothing is written unless the status is OK."""
+        self._loss_into(state, X, y, prep, store_all=True)
+        self._backward(state, X, prep)
+        ws = prep.workspace
+        optimizers.test(kind, ws.flags, *args)
+        loss, gradient_finite, update_finite = (float(v) for v in ws.result.copy_to_host())
+        if not (math.isfinite(loss) and gradient_finite == 1.0):
+            return NONFINITE, loss
+        if update_finite != 1.0:
+            return OVERFLOW, loss
+        optimizers.write(kind, ws.flags, *args)
+        return OK, loss
+
     def gradient_pass(self, state, X, y):
         prep = self.prepared(state, X.shape[0])
         self._loss_into(state, X, y, prep, store_all=True)
         self._backward(state, X, prep)
         result = prep.workspace.result
         elementwise.flag_nonfinite(state.grads.flat, result, 1)
-        loss, finite = (float(v) for v in result.copy_to_host())      # the one read-back
+        loss, finite = (float(v) for v in result.copy_to_host()[:2])      # the one read-back
         return (OK if math.isfinite(loss) and finite == 1.0 else NONFINITE), loss
 
 

@@ -96,10 +96,10 @@ class CythonOps(Ops):
         return float(total), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        _k.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        return _k.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        _k.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return _k.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     def all_finite(self, a):
         return bool(_k.all_finite(np.ascontiguousarray(a).reshape(-1)))
@@ -140,13 +140,20 @@ class CythonOps(Ops):
 
 
 class Workspace:
-    """The network's workspace for batches of up to `capacity` rows, and its plan."""
+    """The network's workspace for batches of up to `capacity` rows, and its plan; `undo()`:
+    the training steps' scratch for old optimizer state (2 x parameters, made on first use)."""
 
     def __init__(self, arch, capacity):
         self.capacity = capacity
         self.plan = make_plan(arch, capacity)
         self.buffer = np.empty(int(self.plan[WS_SIZE]), dtype=arch.dtype)
         self.out_at, self.n_out = layer_field(self.plan, arch.n_layers - 1, _A_AT), arch.sizes[-1]
+        self._undo, self._n_params = None, arch.n_params
+
+    def undo(self):
+        if self._undo is None:
+            self._undo = np.empty(2 * self._n_params, dtype=self.buffer.dtype)
+        return self._undo
 
     def output(self, batch):
         """A copy of the last forward pass's output (batch, n_out)."""
@@ -168,14 +175,22 @@ class Prepared:
         def pass_(mode, X, y, check):
             return network_pass(mode, params, grads, X, y, ws, plan, check)
 
+        undo = None         # the workspace's, taken at the first step (inference never allocates it)
+
         def sgd_step(X, y, opt):
-            return sgd(params, grads, X, y, ws, plan, opt.state["velocity"], opt.lr, opt.momentum,
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
+            return sgd(params, grads, X, y, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
                        opt.weight_decay, opt.nesterov)
 
         def adam_step(X, y, opt):
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
             beta1, beta2 = opt.betas
             state = opt.state
-            return adam(params, grads, X, y, ws, plan, state["m"], state["v"], opt.step_count + 1, opt.lr,
+            return adam(params, grads, X, y, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
                         beta1, beta2, opt.eps, opt.weight_decay)
 
         self.pass_ = pass_

@@ -64,10 +64,10 @@ class NumbaOps(Ops):
         return float(total), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        return sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     def all_finite(self, a):
         return not nonfinite_count(a)
@@ -103,12 +103,19 @@ class NumbaOps(Ops):
 
 
 class Workspace:
-    """The network's workspace for batches of up to `capacity` rows, and its plan."""
+    """The network's workspace for batches of up to `capacity` rows, and its plan; `undo()`:
+    the training steps' scratch for old optimizer state (2 x parameters, made on first use)."""
 
     def __init__(self, arch, capacity):
         self.capacity = capacity
         self.plan = make_plan(arch, capacity, scratch=True, blas=gemm_address(arch.dtype))
         self.buffer = np.empty(int(self.plan[WS_SIZE]), dtype=arch.dtype)
+        self._undo, self._n_params = None, arch.n_params
+
+    def undo(self):
+        if self._undo is None:
+            self._undo = np.empty(2 * self._n_params, dtype=self.buffer.dtype)
+        return self._undo
 
 
 class Prepared:
@@ -127,15 +134,23 @@ class Prepared:
         def pass_(mode, X, y):
             return loss_pass(mode, X, y, params, grads, ws, plan)
 
+        undo = None         # the workspace's, taken at the first step (inference never allocates it)
+
         def sgd_step(X, y, opt):
-            return sgd(X, y, params, grads, ws, plan, opt.state["velocity"], opt.lr, opt.momentum, opt.weight_decay,
-                       opt.nesterov)
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
+            return sgd(X, y, params, grads, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
+                       opt.weight_decay, opt.nesterov)
 
         def adam_step(X, y, opt):
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
             beta1, beta2 = opt.betas
             state = opt.state
-            return adam(X, y, params, grads, ws, plan, state["m"], state["v"], opt.step_count + 1, opt.lr, beta1,
-                        beta2, opt.eps, opt.weight_decay)
+            return adam(X, y, params, grads, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
+                        beta1, beta2, opt.eps, opt.weight_decay)
 
         self.pass_ = pass_
         self.steps = {"sgd": sgd_step, "adam": adam_step}
