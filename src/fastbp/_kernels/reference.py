@@ -56,9 +56,11 @@ FUNCTIONS = {act.CODES[name]: f for name, (f, _) in _FUNCTIONS.items()}         
 DERIVATIVES = {act.CODES[name]: df for name, (_, df) in _FUNCTIONS.items()}       # code -> f'(Z), given Z, A
 
 
+# Each loss -> (the loss of every element, as (batch, n) or (batch,) for cross_entropy;
+# dLoss/d out of the summed loss)
 def mse(out, y):
     diff = out - y
-    return np.sum(diff * diff), 2 * diff, out.size
+    return diff * diff, 2 * diff
 
 
 def cross_entropy(logits, labels):
@@ -67,15 +69,37 @@ def cross_entropy(logits, labels):
     log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     grad = np.exp(log_p)
     grad[rows, labels] -= 1
-    return -np.sum(log_p[rows, labels]), grad, len(labels)
+    return -log_p[rows, labels], grad
 
 
 def bce(logits, y):
-    total = np.sum(np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))))
-    return total, sigmoid(logits) - y, logits.size
+    return np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))), sigmoid(logits) - y
 
 
-LOSSES = {losses.MSE: mse, losses.CROSS_ENTROPY: cross_entropy, losses.BCE: bce}
+@np.errstate(over="ignore")         # exp(z) beyond the dtype is an inf loss: the caller's FloatingPointError
+def poisson(z, y):
+    rate = np.exp(z)
+    y_log_y = np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0)
+    return rate - y * z + y_log_y - y, rate - y
+
+
+LOSSES = {losses.MSE: mse, losses.CROSS_ENTROPY: cross_entropy, losses.BCE: bce, losses.POISSON: poisson}
+
+
+def weighted_loss(out, y, loss, reduction, sw=None):
+    """-> (the reduced loss, dLoss/d out) with optional per-row weights sw (fastbp.losses)."""
+    elements, grad = LOSSES[loss](out, y)
+    per_row = 1 if elements.ndim == 1 else elements.shape[1]
+    if sw is None:
+        total, count = np.sum(elements), elements.size
+    else:
+        w = sw if elements.ndim == 1 else sw[:, None]
+        total, grad = np.sum(elements * w), grad * sw[:, None]
+        count = np.sum(sw, dtype=np.float64) * per_row or 1.0      # all-zero weights: loss and gradient 0
+    if reduction == losses.MEAN:
+        count = grad.dtype.type(count)
+        total, grad = total / count, grad / count
+    return float(total), grad.astype(out.dtype, copy=False)
 
 
 class NumpyOps(Ops):
@@ -100,11 +124,8 @@ class NumpyOps(Ops):
         np.sum(delta, axis=0, dtype=np.float64, out=db)
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
-        total, grad, count = LOSSES[loss](out, y)
-        if reduction == losses.MEAN:
-            total, grad = total / count, grad / count
-        return float(total), grad.astype(out.dtype, copy=False)
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
+        return weighted_loss(out, y, loss, reduction, sw)
 
     # the updates compute every new value first and write them only if all are finite
     # (nothing changes otherwise: -> False); the overflow that may come is the point

@@ -95,6 +95,7 @@ class Workspace:
         tiles = gemm.tile_table(arch.sizes)
         self.tiles, self.n_tiles = cuda.to_device(tiles), len(tiles)
         self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=arch.dtype)
+        self.norm = cuda.device_array(1, dtype=arch.dtype)          # the weighted mean's 1 / sum(sw)
         self.result = cuda.device_array(3, dtype=arch.dtype)
         self.flags = self.result[1:]
         self._scratch = {}
@@ -121,13 +122,13 @@ class Prepared:
         self.Z, self.A, self.D = ([workspace.rows(l, field, m) for l in range(L)] for field in (Z_AT, A_AT, D_AT))
         params, grads = state.params.flat, state.grads.flat
 
-        def sgd_step(X, y, opt):
-            return ops.step(state, X, y, self, "sgd", (params, grads, opt.state["velocity"], opt.lr, opt.momentum,
+        def sgd_step(X, y, sw, opt):
+            return ops.step(state, X, y, sw, self, "sgd", (params, grads, opt.state["velocity"], opt.lr, opt.momentum,
                                                        opt.weight_decay, opt.nesterov))
 
-        def adam_step(X, y, opt):
+        def adam_step(X, y, sw, opt):
             beta1, beta2 = opt.betas
-            return ops.step(state, X, y, self, "adam", (params, grads, opt.state["m"], opt.state["v"],
+            return ops.step(state, X, y, sw, self, "adam", (params, grads, opt.state["m"], opt.state["v"],
                                                         opt.step_count + 1, opt.lr, beta1, beta2, opt.eps,
                                                         opt.weight_decay))
 
@@ -139,33 +140,32 @@ def _fresh_scratch(dtype):
 
 
 class CudaDataset:
-    """A training set copied to the device once; batches are sliced (in order) or gathered
-    (shuffled, the epoch's order uploaded once) on the device. A yielded batch is valid
-    until the next one is taken (the buffers are reused)."""
+    """A training set (and its sample weights) copied to the device once; batches (X, y, sw
+    or None) are sliced (in order) or gathered (shuffled, the epoch's order uploaded once) on
+    the device. A yielded batch is valid until the next one is taken (the buffers are reused)."""
 
-    def __init__(self, X, y):
-        self.X = cuda.to_device(np.ascontiguousarray(X))
-        self.y = cuda.to_device(np.ascontiguousarray(y))
+    def __init__(self, X, y, sw=None):
+        self.arrays = {name: cuda.to_device(np.ascontiguousarray(a)) for name, a in (("X", X), ("y", y), ("sw", sw))
+                       if a is not None}
         self.n = X.shape[0]
         self._buffers = {}
 
-    def _buffer(self, which, rows):
-        src = self.X if which == "X" else self.y
-        key = (which, rows)
+    def _gathered(self, which, rows):
+        src = self.arrays[which]
+        key = (which, rows.size)
         if key not in self._buffers:
-            self._buffers[key] = cuda.device_array((rows,) + src.shape[1:], dtype=src.dtype)
-        return self._buffers[key]
+            self._buffers[key] = cuda.device_array((rows.size,) + src.shape[1:], dtype=src.dtype)
+        return elementwise.gather_rows(src, rows, self._buffers[key])
 
     def batches(self, batch_size, order=None):
         order_d = None if order is None else cuda.to_device(np.ascontiguousarray(order, dtype=np.intp))
         for start in range(0, self.n, batch_size):
             stop = min(self.n, start + batch_size)
             if order_d is None:
-                yield self.X[start:stop], self.y[start:stop]
+                batch = {name: a[start:stop] for name, a in self.arrays.items()}
             else:
-                rows = order_d[start:stop]
-                yield (elementwise.gather_rows(self.X, rows, self._buffer("X", stop - start)),
-                       elementwise.gather_rows(self.y, rows, self._buffer("y", stop - start)))
+                batch = {name: self._gathered(name, order_d[start:stop]) for name in self.arrays}
+            yield batch["X"], batch["y"], batch.get("sw")
 
 
 class CudaOps(Ops):
@@ -201,8 +201,8 @@ class CudaOps(Ops):
         elementwise.flag_nonfinite(a.reshape(a.size), flag, 0)
         return bool(flag.copy_to_host()[0] == 1)
 
-    def dataset(self, X, y):
-        return CudaDataset(X, y)
+    def dataset(self, X, y, sw=None):
+        return CudaDataset(X, y, sw)
 
     # ---- the public kernel boundary ----
     def kernel_inputs(self, named):
@@ -264,11 +264,12 @@ class CudaOps(Ops):
         db.copy_to_device(G[K * N:])
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
         grad = cuda.device_array(out.shape, dtype=out.dtype)
         partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=out.dtype)
-        result = cuda.device_array(1, dtype=out.dtype)
-        losses.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
+        norm, result = cuda.device_array(1, dtype=out.dtype), cuda.device_array(1, dtype=out.dtype)
+        losses.loss_and_output_grad(out, y, sw, out, activations.IDENTITY, loss, reduction, grad, partials, norm,
+                                    result)
         return float(result.copy_to_host()[0]), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
@@ -298,12 +299,12 @@ class CudaOps(Ops):
                 A = prep.A[l]
         return prep.A[-1]
 
-    def _loss_into(self, state, X, y, prep, store_all):
+    def _loss_into(self, state, X, y, sw, prep, store_all):
         """Forward, then the loss into result[0] and delta of the output layer into D[-1]."""
         arch, ws = state.arch, prep.workspace
         out = self._forward_into(state, X, prep, store_all)
-        losses.loss_and_output_grad(out, y, prep.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
-                                    prep.D[-1], ws.partials, ws.result)
+        losses.loss_and_output_grad(out, y, sw, prep.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
+                                    prep.D[-1], ws.partials, ws.norm, ws.result)
 
     def _backward(self, state, X, prep):
         arch, P, G, ws = state.arch, state.params, state.grads, prep.workspace
@@ -322,22 +323,22 @@ class CudaOps(Ops):
         mine.copy_to_device(out)
         return mine
 
-    def loss(self, state, X, y):
+    def loss(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
-        self._loss_into(state, X, y, prep, store_all=False)
+        self._loss_into(state, X, y, sw, prep, store_all=False)
         return float(prep.workspace.result.copy_to_host()[0])
 
-    def loss_and_grad(self, state, X, y):
+    def loss_and_grad(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
-        self._loss_into(state, X, y, prep, store_all=True)
+        self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
         return float(prep.workspace.result.copy_to_host()[0])
 
-    def step(self, state, X, y, prep, kind, args):
+    def step(self, state, X, y, sw, prep, kind, args):
         """A whole training step for the optimizer `kind` with its update's arguments `args`
         (optimizers.py): forward, loss, backward, the update's test pass, the one read-back,
         then the update. -> (status, loss); nothing is written unless the status is OK."""
-        self._loss_into(state, X, y, prep, store_all=True)
+        self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
         ws = prep.workspace
         optimizers.test(kind, ws.flags, *args)
@@ -349,9 +350,9 @@ class CudaOps(Ops):
         optimizers.write(kind, ws.flags, *args)
         return OK, loss
 
-    def gradient_pass(self, state, X, y):
+    def gradient_pass(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
-        self._loss_into(state, X, y, prep, store_all=True)
+        self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
         result = prep.workspace.result
         elementwise.flag_nonfinite(state.grads.flat, result, 1)

@@ -30,7 +30,7 @@ import numpy as np
 from fastbp._kernels.cython_cpu.activations cimport (
     activate_cols, activation_codes, times_derivative_cols, IDENTITY, N_ACTIVATIONS)
 from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
-from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, SUM
+from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
 from fastbp._kernels.cython_cpu.optimizers cimport GRADIENT, adam_range, sgd_range, undo_range
 from fastbp._kernels.cython_cpu.plan cimport (
     ACT, A_AT, B_AT, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS, N_IN, N_LAYERS, N_OUT, N_PARAMS,
@@ -81,7 +81,7 @@ _parallel_min_from_environment()
 
 def codes():
     """The codes compiled in, for the import-time check against fastbp.activations/losses."""
-    return dict(activations=activation_codes(), losses=dict(mse=MSE, cross_entropy=CROSS_ENTROPY, bce=BCE),
+    return dict(activations=activation_codes(), losses=dict(mse=MSE, cross_entropy=CROSS_ENTROPY, bce=BCE, poisson=POISSON),
                 reductions=dict(mean=MEAN, sum=SUM),
                 modes=dict(forward=MODE_FORWARD, loss=MODE_LOSS, gradient=MODE_GRADIENT))
 
@@ -243,7 +243,7 @@ cdef int adam_layers(real* P, real* G, real* M, real* V, real* undo, const Py_ss
 # Layer l's plan fields start at plan + HEADER + l * FIELDS.
 
 cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, const Py_ssize_t* labels,
-                     real* WS, const Py_ssize_t* plan, Py_ssize_t m) noexcept nogil:
+                     const real* SW, real* WS, const Py_ssize_t* plan, Py_ssize_t m) noexcept nogil:
     """Forward (MODE_FORWARD), + loss (MODE_LOSS), + every layer's delta into the workspace
     and the bias gradients into G (MODE_DELTAS), + the weight gradients into G (MODE_GRADIENT)."""
     cdef const Py_ssize_t* q
@@ -259,7 +259,8 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
     if mode == MODE_FORWARD:
         return value
     q = plan + HEADER + (L - 1) * FIELDS
-    value = loss_and_gradient(A_prev, Y, labels, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS], <int>plan[REDUCTION])
+    value = loss_and_gradient(A_prev, Y, labels, SW, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS],
+                              <int>plan[REDUCTION])
     if mode == MODE_LOSS:
         return value
     backward_epilogue(WS + q[D_AT], WS + q[Z_AT], WS + q[A_AT], G + q[B_AT], m, q[N_OUT], <int>q[ACT])
@@ -387,7 +388,7 @@ cdef int check_plan(const Py_ssize_t* plan, Py_ssize_t plan_len, Py_ssize_t n_pa
         raise ValueError("plan does not match the parameter buffer or the workspace")
     if not 1 <= m <= plan[CAPACITY]:
         raise ValueError(f"X must have between 1 and {plan[CAPACITY]} rows; got {m}")
-    if not (MSE <= plan[LOSS] <= BCE and MEAN <= plan[REDUCTION] <= SUM):
+    if not (MSE <= plan[LOSS] <= POISSON and MEAN <= plan[REDUCTION] <= SUM):
         raise ValueError("plan: unknown loss or reduction code")
     for l in range(L):
         q = plan + HEADER + l * FIELDS
@@ -439,6 +440,7 @@ cdef struct Net:      # a checked network call's arrays (pointers; the dtype is 
     const void* X
     const void* Y           # targets, or NULL (cross_entropy's labels, or the forward pass)
     const Py_ssize_t* labels
+    const void* SW          # per-row sample weights, or NULL (none)
     void* WS
     const Py_ssize_t* plan
     Py_ssize_t m            # batch rows
@@ -447,8 +449,8 @@ cdef struct Net:      # a checked network call's arrays (pointers; the dtype is 
     Py_ssize_t n_out
 
 
-cdef int unpack(real tag, Net* net, object params, object grads, object X, object y, object ws, object plan,
-                bint with_y) except -1:
+cdef int unpack(real tag, Net* net, object params, object grads, object X, object y, object sw, object ws,
+                object plan, bint with_y) except -1:
     """Every check the compiled code relies on (TypeError/ValueError otherwise), then the arrays' data."""
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
     cdef Py_ssize_t plan_len
@@ -463,9 +465,13 @@ cdef int unpack(real tag, Net* net, object params, object grads, object X, objec
     net.n_out = net.plan[plan_len - FIELDS + N_OUT]
     if dim(grads, 0) != net.n:
         raise ValueError(f"grads must have {net.n} entries; got {dim(grads, 0)}")
-    net.Y, net.labels = NULL, NULL
+    net.Y, net.labels, net.SW = NULL, NULL, NULL
     if not with_y:
         return 0
+    if sw is not None:
+        net.SW = array_data(sw, typenum, 1, False, "sw")
+        if dim(sw, 0) != net.m:
+            raise ValueError(f"sw must have shape ({net.m},); got ({dim(sw, 0)},)")
     if net.plan[LOSS] == CROSS_ENTROPY:
         net.labels = <const Py_ssize_t*>array_data(y, cnp.NPY_INTP, 1, False, "labels")
         if dim(y, 0) != net.m:
@@ -496,20 +502,20 @@ cdef int inputs_status(real tag, Net* net, double* x_abs) noexcept nogil:
     return OK
 
 
-cdef object pass_impl(real tag, int mode, object params, object grads, object X, object y, object ws,
-                      object plan, bint check):
+cdef object pass_impl(real tag, int mode, object params, object grads, object X, object y, object sw,
+                      object ws, object plan, bint check):
     cdef Net net
     cdef double value = NAN, x_abs
     cdef int status = OK
     if not MODE_FORWARD <= mode <= MODE_GRADIENT:
         raise ValueError(f"unknown mode {mode}")
-    unpack(tag, &net, params, grads, X, y, ws, plan, mode != MODE_FORWARD)
+    unpack(tag, &net, params, grads, X, y, sw, ws, plan, mode != MODE_FORWARD)
     with nogil:
         if check:
             status = inputs_status(tag, &net, &x_abs)
         if status == OK:
             value = run_pass(mode, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y, net.labels,
-                             <real*>net.WS, net.plan, net.m)
+                             <const real*>net.SW, <real*>net.WS, net.plan, net.m)
             if check and mode == MODE_GRADIENT and not (isfinite(value) and finite_all(<real*>net.G, net.n)):
                 status = NONFINITE
     return status, value
@@ -523,13 +529,13 @@ cdef char* undo_data(object undo, Py_ssize_t n, int typenum) except NULL:
     return data
 
 
-cdef object sgd_impl(real tag, object params, object grads, object X, object y, object ws, object plan,
+cdef object sgd_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
                      object velocity, object undo, double lr, double momentum, double weight_decay, bint nesterov):
     cdef Net net
     cdef double value = NAN, x_abs
     cdef int status
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
-    unpack(tag, &net, params, grads, X, y, ws, plan, True)
+    unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
     check_state(velocity, net.n, typenum, "velocity")
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>velocity)
     cdef real* U = <real*>undo_data(undo, net.n, typenum)
@@ -537,7 +543,8 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
             value = run_pass(MODE_DELTAS if momentum == 0 else MODE_GRADIENT, <real*>net.P, <real*>net.G,
-                             <const real*>net.X, <const real*>net.Y, net.labels, <real*>net.WS, net.plan, net.m)
+                             <const real*>net.X, <const real*>net.Y, net.labels, <const real*>net.SW, <real*>net.WS,
+                             net.plan, net.m)
             if not isfinite(value):
                 status = NONFINITE
             elif momentum == 0:
@@ -549,14 +556,14 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
     return status, value
 
 
-cdef object adam_impl(real tag, object params, object grads, object X, object y, object ws, object plan,
+cdef object adam_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
                       object m, object v, object undo, long step, double lr, double beta1, double beta2, double eps,
                       double weight_decay):
     cdef Net net
     cdef double value = NAN, x_abs
     cdef int status
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
-    unpack(tag, &net, params, grads, X, y, ws, plan, True)
+    unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
     check_state(m, net.n, typenum, "m")
     check_state(v, net.n, typenum, "v")
     cdef real* M = <real*>cnp.PyArray_DATA(<cnp.ndarray>m)
@@ -566,7 +573,7 @@ cdef object adam_impl(real tag, object params, object grads, object X, object y,
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
             value = run_pass(MODE_GRADIENT, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y,
-                             net.labels, <real*>net.WS, net.plan, net.m)
+                             net.labels, <const real*>net.SW, <real*>net.WS, net.plan, net.m)
             if not isfinite(value):
                 status = NONFINITE
             else:
@@ -579,37 +586,39 @@ cdef inline bint is_float32(object a):
     return cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32
 
 
-def network_pass(int mode, params, grads, X, y, ws, plan, bint check=False):
+def network_pass(int mode, params, grads, X, y, sw, ws, plan, bint check=False):
     """One call over a whole float32 or float64 network: mode 0 forward, 1 loss, 2 gradients
     (into grads). params, grads, ws: 1-D of the network's dtype; X: (batch, n_in); y:
     (batch, n_out) targets, or np.intp labels (batch,) for cross_entropy, unused in forward
-    mode; plan: plan.py's for ws. check: report NaN/inf in X or y (and for gradients, a
+    mode; sw: per-row sample weights (batch,) of the network's dtype, or None; plan: plan.py's for ws. check: report NaN/inf in X or y (and for gradients, a
     non-finite loss or gradient) as the status. -> (status, loss); the forward pass leaves the
     output in the workspace."""
     if is_float32(params):
-        return pass_impl(<float>0, mode, params, grads, X, y, ws, plan, check)
-    return pass_impl(<double>0, mode, params, grads, X, y, ws, plan, check)
+        return pass_impl(<float>0, mode, params, grads, X, y, sw, ws, plan, check)
+    return pass_impl(<double>0, mode, params, grads, X, y, sw, ws, plan, check)
 
 
-def sgd_step(params, grads, X, y, ws, plan, velocity, undo, double lr, double momentum, double weight_decay,
+def sgd_step(params, grads, X, y, sw, ws, plan, velocity, undo, double lr, double momentum, double weight_decay,
              bint nesterov):
     """A whole training step with torch's SGD (network_pass's arrays, the velocity buffer, and
     undo: scratch of at least 2 x params for the old state). -> (status, loss): nothing is
     written to params or velocity unless the status is OK (0); grads is left as scratch."""
     if is_float32(params):
-        return sgd_impl(<float>0, params, grads, X, y, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
-    return sgd_impl(<double>0, params, grads, X, y, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
+        return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+                        nesterov)
+    return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+                    nesterov)
 
 
-def adam_step(params, grads, X, y, ws, plan, m, v, undo, long step, double lr, double beta1, double beta2,
+def adam_step(params, grads, X, y, sw, ws, plan, m, v, undo, long step, double lr, double beta1, double beta2,
               double eps, double weight_decay):
     """A whole training step with torch's Adam (network_pass's arrays, the m and v buffers,
     undo as sgd_step's, this step's number from 1). -> (status, loss): nothing is written to
     params, m or v unless it is OK (0)."""
     if is_float32(params):
-        return adam_impl(<float>0, params, grads, X, y, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+        return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
                          weight_decay)
-    return adam_impl(<double>0, params, grads, X, y, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+    return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
                      weight_decay)
 
 
@@ -668,16 +677,23 @@ def weight_gradient(const real[:, ::1] A_prev, const real[:, ::1] delta, real[:,
         derivative_cols(<real*>&delta[0, 0], NULL, NULL, &db[0], m, n, 0, n, IDENTITY)   # identity: column sums only
 
 
-def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss, int reduction):
-    """-> the loss; dLoss/dOut into grad. y: intp labels (cross_entropy) or out's shape."""
+def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss, int reduction, sw=None):
+    """-> the loss; dLoss/dOut into grad. y: intp labels (cross_entropy) or out's shape; sw:
+    per-row sample weights (batch,), or None."""
+    cdef const real[::1] weights
     cdef const real[:, ::1] Y
     cdef const Py_ssize_t[::1] labels
     cdef const real* y_ptr = NULL
     cdef const Py_ssize_t* label_ptr = NULL
+    cdef const real* sw_ptr = NULL
     cdef double value
     require(out.shape[0] > 0 and out.shape[1] > 0, "out must not be empty")
     check_matrix(grad.shape[0], grad.shape[1], out.shape[0], out.shape[1], "grad")
-    require(MSE <= loss <= BCE and MEAN <= reduction <= SUM, "unknown loss or reduction code")
+    require(MSE <= loss <= POISSON and MEAN <= reduction <= SUM, "unknown loss or reduction code")
+    if sw is not None:
+        weights = sw
+        require(weights.shape[0] == out.shape[0], f"sw must have shape ({out.shape[0]},); got ({weights.shape[0]},)")
+        sw_ptr = &weights[0]
     if loss == CROSS_ENTROPY:
         labels = y
         check_labels(labels, out.shape[0], out.shape[1])
@@ -687,7 +703,7 @@ def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss,
         check_matrix(Y.shape[0], Y.shape[1], out.shape[0], out.shape[1], "y")
         y_ptr = &Y[0, 0]
     with nogil:
-        value = loss_and_gradient(&out[0, 0], y_ptr, label_ptr, &grad[0, 0], out.shape[0],
+        value = loss_and_gradient(&out[0, 0], y_ptr, label_ptr, sw_ptr, &grad[0, 0], out.shape[0],
                                   out.shape[1], loss, reduction)
     return value
 

@@ -135,7 +135,7 @@ def _bias_gradient(delta, db, acc):
 
 
 @njit(**JIT)
-def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
+def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (is_flat):
     the same arithmetic, in the same order, as the view-based pass, as scalar loops over
     offsets into the flat buffers. -> the loss."""
@@ -164,7 +164,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
     n_last, z_last, a_last = plan[r + N_OUT], plan[r + Z_AT], plan[r + A_AT]
     cur = plan[r + D_AT]
     size = batch * n_last
-    total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels,
+    total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels, sw,
                                       plan[LOSS], plan[REDUCTION], ws[cur:cur + size].reshape(batch, n_last))
     if mode == MODE_LOSS:
         return total
@@ -206,11 +206,11 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _forward_loss(X, y, labels, params, ws, plan):
+def _forward_loss(X, y, labels, sw, params, ws, plan):
     """Forward, the loss, and dLoss/dOut into the output layer's delta. -> the loss."""
     out = _forward(X, params, ws, plan)
     delta = _rows(ws, plan, plan[N_LAYERS] - 1, D_AT, X.shape[0])
-    return loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
+    return loss_and_output_grad_into(out, y, labels, sw, plan[LOSS], plan[REDUCTION], delta)
 
 
 @njit(**JIT)
@@ -239,10 +239,10 @@ def _weight_gradients(X, grads, ws, plan):
 
 
 @njit(**JIT)
-def _view_pass(mode, X, y, labels, params, grads, ws, plan):
+def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
     layers.py on views of the flat buffers (BLAS for the large products). -> the loss."""
-    total = _forward_loss(X, y, labels, params, ws, plan)
+    total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if mode != MODE_LOSS:
         _deltas(params, ws, plan, X.shape[0])
         _weight_gradients(X, grads, ws, plan)
@@ -277,7 +277,7 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
 
 
 @njit(**JIT)
-def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, undo, lr, weight_decay):
+def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
     (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
@@ -289,7 +289,7 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, undo, lr, weight_dec
     weights); when that cannot be shown, the step takes the stored-gradient path: gradients
     into grads, then the all-or-nothing update (optimizers.sgd_layers).
     -> (status, loss); grads is left as scratch."""
-    total = _forward_loss(X, y, labels, params, ws, plan)
+    total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
     m = X.shape[0]
@@ -316,11 +316,12 @@ def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, undo, lr, weight_dec
 
 
 @njit(**JIT)
-def _checked(X, y, labels, params, grads, ws, plan):
-    """The arrays fit the plan, X and y are finite. -> (status, sum|X|)."""
+def _checked(X, y, labels, sw, params, grads, ws, plan):
+    """The arrays fit the plan (sw: one weight per row, or none), X and y are finite.
+    -> (status, sum|X|)."""
     L, batch = plan[N_LAYERS], X.shape[0]
     n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
-    if (not _fits(X, params, ws, plan) or grads.size != params.size
+    if (not _fits(X, params, ws, plan) or grads.size != params.size or (sw.size != 0 and sw.size != batch)
             or (labels.size != batch if plan[LOSS] == CROSS_ENTROPY
                 else y.shape[0] != batch or y.shape[1] != n_last)):
         return BAD_PLAN, math.nan
@@ -335,18 +336,18 @@ def _checked(X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _checked_state(X, y, labels, params, grads, ws, plan, state, undo):
+def _checked_state(X, y, labels, sw, params, grads, ws, plan, state, undo):
     """_checked, and the optimizer's state buffer is as long as params, undo at least as long."""
-    status, x_abs = _checked(X, y, labels, params, grads, ws, plan)
+    status, x_abs = _checked(X, y, labels, sw, params, grads, ws, plan)
     if status == OK and (state.size != params.size or undo.size < params.size):
         return BAD_PLAN, math.nan
     return status, x_abs
 
 
 @njit(**JIT)
-def _checked_adam(X, y, labels, params, grads, ws, plan, m, v, undo):
+def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v, undo):
     """_checked_state for Adam's two state buffers (undo: twice as long as params)."""
-    status, x_abs = _checked_state(X, y, labels, params, grads, ws, plan, m, undo)
+    status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m, undo)
     if status == OK and (v.size != params.size or undo.size < 2 * params.size):
         return BAD_PLAN, math.nan
     return status, x_abs
@@ -387,56 +388,57 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
 # Adam steps: m and v, step_count this step's number (from 1); undo: scratch for the old
 # state values (2 x params; optimizers.py). y: the targets (batch, n_out), or for
-# cross_entropy the class labels (batch,) (np.intp).
+# cross_entropy the class labels (batch,) (np.intp); sw: per-row sample weights (batch,) of
+# the network's dtype, or an empty array for none.
 
 @njit(**JIT)
-def flat_loss(mode, X, y, params, grads, ws, plan):
+def flat_loss(mode, X, y, sw, params, grads, ws, plan):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked(X, targets, labels, params, grads, ws, plan)
-    total = _flat_pass(mode, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked(X, targets, labels, sw, params, grads, ws, plan)
+    total = _flat_pass(mode, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def view_loss(mode, X, y, params, grads, ws, plan):
+def view_loss(mode, X, y, sw, params, grads, ws, plan):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked(X, targets, labels, params, grads, ws, plan)
-    total = _view_pass(mode, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked(X, targets, labels, sw, params, grads, ws, plan)
+    total = _view_pass(mode, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def flat_sgd(X, y, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+def flat_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, velocity, undo)
-    total = _flat_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def view_sgd(X, y, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
     """Plain SGD (momentum 0) updates W inside its GEMM (_sgd_pass)."""
     targets, labels = targets_and_labels(X, y, plan)
-    status, x_abs = _checked_state(X, targets, labels, params, grads, ws, plan, velocity, undo)
+    status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
     if status == OK and momentum == 0:
-        return _sgd_pass(X, x_abs, targets, labels, params, grads, ws, plan, undo, lr, weight_decay)
-    total = _view_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+        return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def flat_adam(X, y, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def flat_adam(X, y, sw, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_adam(X, targets, labels, params, grads, ws, plan, m, v, undo)
-    total = _flat_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
                          weight_decay)
 
 
 @njit(**JIT)
-def view_adam(X, y, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def view_adam(X, y, sw, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_adam(X, targets, labels, params, grads, ws, plan, m, v, undo)
-    total = _view_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
                          weight_decay)
