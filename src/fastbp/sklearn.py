@@ -19,6 +19,7 @@ the learning rate (SGD) or epsilon (Adam), and its reported loss (loss_, loss_cu
 
 This module imports scikit-learn; `import fastbp` does not import this module.
 """
+import inspect
 import math
 import numbers
 import warnings
@@ -411,6 +412,9 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+_BASE_PARAMETERS = tuple(inspect.signature(_BaseMLP.__init__).parameters)[1:]
+
+
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier (scikit-learn's), trained by fastbp: softmax outputs for
     several classes, one logistic output for two, one per label for multilabel y.
@@ -425,13 +429,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  backend="auto", dtype=None, callback=None, class_weight=None):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-                         learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
-                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-                         warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
-                         beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         backend=backend, dtype=dtype, callback=callback)
+        super().__init__(**_base_parameters(locals()))
         self.class_weight = class_weight
 
     def _sample_weight(self, sw, Y, incremental, dtype):
@@ -541,13 +539,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  backend="auto", dtype=None, callback=None):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-                         learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
-                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-                         warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
-                         beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         backend=backend, dtype=dtype, callback=callback)
+        super().__init__(**_base_parameters(locals()))
         self.loss = loss
 
     def _check_parameters(self):
@@ -802,6 +794,11 @@ def _scale_buffer(ops, buf, factor):
 
 
 # ---- parameter checks ----
+
+def _base_parameters(arguments):
+    """An estimator's __init__ arguments (its locals()) -> those _BaseMLP.__init__ takes."""
+    return {name: arguments[name] for name in _BASE_PARAMETERS}
+
 
 def _one_of(value, name, options):
     if not isinstance(value, str) or value not in options:
