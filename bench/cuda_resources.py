@@ -71,15 +71,16 @@ def launchable_kernels(tiles=()):
         add("activations", m.activations.kernels(dtype), {"activation_backward": sig(mat, mat, mat, i64, mat)},
             name, one_d)
         add("losses", m.losses.kernels(dtype), {
-            "elementwise": sig(i64, mat, mat, mat, i64, f64, mat, vec),
-            "cross_entropy": sig(mat, ivec, mat, i64, f64, mat, vec),
+            "weight_norm": sig(vec, i64, flag, vec),
+            "elementwise": sig(i64, mat, mat, vec, mat, i64, f64, vec, mat, vec),
+            "cross_entropy": sig(mat, ivec, vec, mat, i64, f64, vec, mat, vec),
         }, name, one_d)
         add("optimizers", m.optimizers.kernels(dtype), {
-            "sgd": sig(vec, vec, vec, f64, f64, f64, flag),
-            "adam": sig(vec, vec, vec, vec, f64, f64, f64, f64, f64, f64),
+            "sgd": sig(vec, vec, vec, f64, f64, f64, flag, vec, flag),
+            "adam": sig(vec, vec, vec, vec, f64, f64, f64, f64, f64, f64, vec, flag),
         }, name, one_d)
         add("elementwise", m.elementwise.kernels(dtype), {
-            "finish_sum": sig(vec, i64, f64, vec),
+            "finish_sum": sig(vec, i64, f64, vec, vec),
             "flag_nonfinite": sig(vec, vec, i64),
             "set_value": sig(vec, i64, f64),
             "fill": sig(vec, f64),

@@ -59,7 +59,7 @@ def profile(w, rounds, peers):
     fns = {
         "net.train_step": timer(lambda: net.train_step(X, y, opt), n),
         "ops.train_step": timer(lambda: ops.train_step(state, X, y, opt), n),
-        "compiled call": timer(lambda: run(X, y, opt), n),
+        "compiled call": timer(lambda: run(X, y, None, opt), n),
         "boundary checks": timer(lambda: (net.check_optimizer(opt),
                                           validation.ready_pair(X, y, net.dtype, w.sizes[0], w.sizes[-1])), n),
     }

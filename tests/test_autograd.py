@@ -21,7 +21,7 @@ from fastbp._kernels import reference
 from conftest import FULL
 
 ACTIVATIONS = act_codes.NAMES
-LOSSES = ("mse", "cross_entropy", "bce")
+LOSSES = ("mse", "cross_entropy", "bce", "poisson")
 REDUCTIONS = ("mean", "sum")
 RTOL = {np.float64: 1e-9, np.float32: 2e-5}
 
@@ -58,6 +58,10 @@ def torch_loss(torch, out, y, loss, reduction):
         return F.mse_loss(out, y, reduction=reduction)
     if loss == "cross_entropy":
         return F.cross_entropy(out, y, reduction=reduction)
+    if loss == "poisson":       # half the Poisson deviance: torch's NLL on log-rates plus y log y - y
+        constant = torch.xlogy(y, y) - y
+        nll = F.poisson_nll_loss(out, y, log_input=True, full=False, reduction="none") + constant
+        return nll.mean() if reduction == "mean" else nll.sum()
     return F.binary_cross_entropy_with_logits(out, y, reduction=reduction)
 
 
@@ -128,6 +132,8 @@ def random_case(case_id, hidden, output, loss, reduction):
         y = rng.uniform(size=(batch, sizes[-1]))
         hard = rng.uniform(size=y.shape) < 0.5          # a mix of hard 0/1 and soft targets
         y[hard] = np.round(y[hard])
+    elif loss == "poisson":
+        y = rng.poisson(2.0, size=(batch, sizes[-1])).astype(np.float64)
     else:
         y = rng.normal(size=(batch, sizes[-1]))
     seed = int(rng.integers(2**31))
@@ -260,6 +266,9 @@ def test_losses_match_torch_functional(torch, cpu_backend, loss, reduction):
     elif loss == "bce":
         y = rng.uniform(size=out.shape)
         y[:3] = np.round(y[:3])
+    elif loss == "poisson":
+        out[0] = [40.0, -80.0, 0.0, 30.0, -700.0]       # large and tiny rates (exp(700) would overflow)
+        y = rng.poisson(3.0, size=out.shape).astype(np.float64)
     else:
         y = rng.normal(size=out.shape)
     value, grad = ops.loss_and_output_grad(out, y, losses.code(loss), losses.reduction_code(reduction))

@@ -202,7 +202,8 @@ def test_dataset_batches_stay_on_the_device_and_hold_the_right_rows():
     order = rng.permutation(7)
     for batches, rows in ((data.batches(3), [slice(0, 3), slice(3, 6), slice(6, 7)]),
                           (data.batches(3, order), [order[0:3], order[3:6], order[6:7]])):
-        for (Xb, yb), r in zip(batches, rows):          # a batch is valid until the next is taken
+        for (Xb, yb, sw), r in zip(batches, rows):
+            assert sw is None          # a batch is valid until the next is taken
             assert cuda_backend.is_device_array(Xb)
             np.testing.assert_array_equal(Xb.copy_to_host(), X[r])
             np.testing.assert_array_equal(yb.copy_to_host(), y[r])

@@ -128,8 +128,8 @@ def test_fails_on_a_planted_wrong_gradient_in_any_backend(backend, monkeypatch, 
     ops = get_ops(backend)
     real = ops.loss_and_grad
 
-    def corrupted(state, X, y):
-        loss = real(state, X, y)
+    def corrupted(state, X, y, sw=None):
+        loss = real(state, X, y, sw)
         W = state.grads.W[bad_layer]
         host = np.array(ops.to_host(W), copy=True)
         if small(backend):          # a few entries sampled per tensor: corrupt them all

@@ -201,21 +201,3 @@ def test_million_row_sum_reduction(cpu_backend):
     net.set_flat_params(params)
     loss = net.loss_value(X, y)
     assert np.isfinite(loss) and abs(loss - rloss) <= 1e-3 * abs(rloss), (loss, rloss)
-
-
-def test_adam_keeps_an_overflowing_second_moment_as_the_reference_does(backend):
-    """A finite gradient whose square overflows: v = inf, and the step leaves that parameter
-    where it was (m / inf = 0), as torch and the reference do: no NaN."""
-    X = np.array([[1.7e130], [-6.7e130], [4.6e130]])
-    y = np.zeros((3, 2))
-    results = []
-    for be in ("numpy", backend):
-        net = fb.MLP([1, 2], activation="identity", output_activation="identity", dtype=np.float64, backend=be, seed=0)
-        opt = fb.Adam()
-        with np.errstate(over="ignore", invalid="ignore"):
-            net.train_step(X, y, opt)
-        results.append((net.get_flat_params(), np.asarray(opt.checkpoint_arrays()["v"])))
-    (ref_p, ref_v), (p, v) = results
-    assert np.isinf(ref_v[:2]).all() and np.isfinite(ref_p).all()
-    np.testing.assert_allclose(v, ref_v, rtol=1e-12)       # inf where the reference's is, no NaN
-    np.testing.assert_allclose(p, ref_p, rtol=1e-12)

@@ -310,3 +310,127 @@ def test_cuda_backend_through_the_estimator(solver):
             gpu.partial_fit(X, y)
             cpu.partial_fit(X, y)
             np.testing.assert_allclose(gpu.coefs_[0], cpu.coefs_[0], rtol=1e-9, atol=1e-12)
+
+
+# ---- sample_weight, class_weight and loss="poisson", against scikit-learn ----
+
+def _counts(n):
+    rng = np.random.default_rng(8)
+    y = rng.poisson(np.exp(rng.uniform(-1, 1.5, size=n)))
+    return y.astype(np.float64)
+
+
+WEIGHTED_PATH = [   # (data, estimator, parameters): scikit-learn 1.9 with the same sample weights
+    ("digits", "Classifier", dict(solver="adam")),
+    ("binary", "Classifier", dict(solver="sgd", alpha=0.01, momentum=0.5)),
+    ("digits", "Classifier", dict(early_stopping=True, max_iter=40, batch_size=64)),
+    ("digits", "Classifier", dict(solver="lbfgs", max_iter=30)),
+    ("regression", "Regressor", dict(solver="sgd", alpha=0.01, shuffle=False)),
+    ("regression_1d", "Regressor", dict(solver="adam", early_stopping=True, validation_fraction=0.2)),
+    ("regression_1d", "Regressor", dict(solver="lbfgs", max_iter=40, activation="tanh")),
+    ("counts", "Regressor", dict(loss="poisson", solver="adam", learning_rate_init=0.01)),
+    ("counts", "Regressor", dict(loss="poisson", solver="lbfgs", max_iter=40, activation="tanh")),
+    ("counts", "Regressor", dict(loss="poisson", solver="sgd", early_stopping=True, learning_rate_init=0.01)),
+]
+
+
+@pytest.mark.parametrize("weighted", [True, False], ids=["weighted", "unweighted"])
+@pytest.mark.parametrize("case", range(len(WEIGHTED_PATH)),
+                         ids=lambda i: "-".join(map(str, WEIGHTED_PATH[i][:2])) + str(i))
+def test_sample_weight_and_poisson_follow_scikit_learn(case, weighted):
+    data, kind, params = WEIGHTED_PATH[case]
+    X, y = (DATA["regression"][0][:, :5] / 100, _counts(200)) if data == "counts" else DATA[data]
+    sw = np.random.default_rng(9).uniform(0, 3, size=len(X)) if weighted else None
+    params = dict(hidden_layer_sizes=(12,), max_iter=25, random_state=3) | params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mine = getattr(sys.modules["fastbp.sklearn"], "MLP" + kind)(**params).fit(X, y, sample_weight=sw)
+        ref = getattr(theirs, "MLP" + kind)(**params).fit(X, y, sample_weight=sw)
+    assert mine.n_iter_ == ref.n_iter_ and mine.out_activation_ == ref.out_activation_
+    # L-BFGS's line searches amplify rounding (a weighted sum in another order) over 40 iterations
+    rtol = 1e-5 if params.get("solver") == "lbfgs" else 1e-7
+    for a, b in zip(mine.coefs_ + mine.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-9)
+    np.testing.assert_allclose(mine.loss_, ref.loss_, rtol=rtol / 10)
+    for name in ("loss_curve_", "validation_scores_"):
+        if getattr(ref, name, None) is not None:
+            np.testing.assert_allclose(getattr(mine, name), getattr(ref, name), rtol=1e-8, err_msg=name)
+    predict = mine.predict_proba if kind == "Classifier" else mine.predict
+    np.testing.assert_allclose(predict(X), (ref.predict_proba if kind == "Classifier" else ref.predict)(X),
+                               rtol=rtol, atol=1e-12)
+    assert mine.score(X, y, sample_weight=sw) == pytest.approx(ref.score(X, y, sample_weight=sw), rel=rtol)
+
+
+def test_partial_fit_takes_sample_weight():
+    X, y = DATA["digits"]
+    sw = np.random.default_rng(1).uniform(0, 2, size=len(X))
+    mine = MLPClassifier((8,), random_state=0).partial_fit(X, y, sample_weight=sw, classes=np.unique(y))
+    ref = theirs.MLPClassifier((8,), random_state=0).partial_fit(X, y, sample_weight=sw, classes=np.unique(y))
+    for a, b in zip(mine.coefs_, ref.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), random_state=0).partial_fit(*DATA["regression_1d"], sample_weight=np.ones(200))
+    assert reg.n_iter_ == 1
+
+
+def test_integer_sample_weights_are_repeated_rows_with_lbfgs():
+    X, y = DATA["regression_1d"]
+    counts = np.random.default_rng(2).integers(0, 4, size=len(X))
+    rows = np.repeat(np.arange(len(X)), counts)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = MLPRegressor(**params).fit(X, y, sample_weight=counts)
+        repeated = MLPRegressor(**params).fit(X[rows], y[rows])
+    for a, b in zip(weighted.coefs_, repeated.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_class_weight_multiplies_the_sample_weights():
+    from sklearn.utils import compute_sample_weight
+    X, y = DATA["digits"]
+    params = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    sw = np.random.default_rng(3).uniform(0.5, 2, size=len(X))
+    weights = {c: 1.0 + c for c in range(10)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        by_class = MLPClassifier(class_weight=weights, **params).fit(X, y, sample_weight=sw)
+        by_rows = MLPClassifier(**params).fit(X, y, sample_weight=sw * (1.0 + y))
+        balanced = MLPClassifier(class_weight="balanced", **params).fit(X, y)
+        by_balance = MLPClassifier(**params).fit(X, y, sample_weight=compute_sample_weight("balanced", y))
+        plain = MLPClassifier(**params).fit(X, y)
+    for a, b, c in zip(by_class.coefs_, by_rows.coefs_, plain.coefs_):
+        np.testing.assert_array_equal(a, b)
+        assert not np.allclose(a, c)
+    for a, b in zip(balanced.coefs_, by_balance.coefs_):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight="even", **params).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight={42: 1.0}, **params).fit(X, y)
+    with pytest.raises(ValueError, match="balanced"):
+        MLPClassifier(class_weight="balanced", **params).partial_fit(X, y, classes=np.unique(y))
+
+
+@pytest.mark.parametrize("bad", [np.ones(3), -np.ones(400), np.zeros(400), np.full(400, np.nan)],
+                         ids=["length", "negative", "all zero", "NaN"])
+def test_bad_sample_weight_is_a_value_error_and_changes_nothing(bad):
+    X, y = DATA["digits"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    before = [c.copy() for c in clf.coefs_]
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.fit(X, y, sample_weight=bad)
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.partial_fit(X, y, sample_weight=bad)
+    for a, b in zip(clf.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_poisson_refuses_negative_targets_naming_y():
+    X, y = DATA["regression_1d"]
+    with pytest.raises(ValueError, match="y must be >= 0"):
+        MLPRegressor(loss="poisson").fit(X, y)
+    net = fb.MLP([8, 1], loss="poisson", backend="numpy")
+    with pytest.raises(ValueError, match="y must hold counts"):
+        net.loss_value(X, y[:, None])

@@ -19,10 +19,6 @@ XFAIL = {     # case -> (why, the error it raises)
     "test_gradient": ("calls scikit-learn's private MLP._loss_grad_lbfgs", AttributeError),
     "test_n_iter_no_change": ("reads scikit-learn's private MLP._no_improvement_count", AttributeError),
     "test_n_iter_no_change_inf": ("reads scikit-learn's private MLP._no_improvement_count", AttributeError),
-    "test_mlp_sample_weight_with_early_stopping": ("fit(sample_weight=...) awaits per-row weights in the "
-                                                   "kernels", TypeError),
-    "test_mlp_vs_poisson_glm_equivalent": ("loss='poisson' awaits an exponential output and the Poisson loss "
-                                           "in the kernels", ValueError),
 }
 
 

@@ -242,7 +242,7 @@ class DataParallel:
     def check_same_inputs(self, X, y, validation=None, **settings):
         """ValueError on every rank unless every rank has the same checked data (compared by
         fingerprint) and the same settings (epochs, batch_size, ...)."""
-        arrays = [X, y] + (list(validation) if validation is not None else [])
+        arrays = [X, y] + ([a for a in validation if a is not None] if validation is not None else [])
         self.check_same("the data (X, y, validation_data)", [fingerprint(a) for a in arrays])
         self.check_same("fit's arguments", sorted(settings.items()))
 
@@ -276,7 +276,7 @@ class DataParallel:
         gradient is left in the network's gradient buffer (for the diagnostics)."""
         state = net._state
 
-        def step(X, y):
+        def step(X, y, sw):         # (fit refuses sample weights with comm: sw is None)
             return self.train_step(state, X, y, optimizer)
         return step
 

@@ -56,7 +56,7 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=256, seed=0):
+def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=256, seed=0, sample_weight=None):
     """Compare net's backprop gradients with central finite differences, in float64.
 
     A float64 copy of `net` on the same backend is checked, so a float32 network is
@@ -73,6 +73,7 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
         max_checks_per_tensor: tensors larger than this are checked on that many entries
             drawn at random (None: all).
         seed: seeds that draw.
+        sample_weight: per-row weights of the loss (as in `MLP.loss_value`), or None.
 
     Returns:
         GradcheckReport: the worst errors per tensor; `.passed` is True when all pass.
@@ -85,7 +86,7 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
     probe = MLP(net.layer_sizes, activation=net.activation, output_activation=net.output_activation,
                 loss=net.loss, reduction=net.reduction, dtype=np.float64, backend=net.backend)
     probe.set_params(net.weights, net.biases)
-    _, dW, db = probe.loss_and_grad(X, y)          # also validates X and y
+    _, dW, db = probe.loss_and_grad(X, y, sample_weight)          # also validates X, y and the weights
     flat = probe.flat_params
     rng = np.random.default_rng(seed)
     report = GradcheckReport(eps, atol, rtol, net.backend)
@@ -95,7 +96,7 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
             picks = np.arange(grad.size)
             if max_checks_per_tensor is not None and grad.size > max_checks_per_tensor:
                 picks = np.sort(rng.choice(grad.size, max_checks_per_tensor, replace=False))
-            fd = np.array([_central_difference(probe, flat, start + i, X, y, eps) for i in picks])
+            fd = np.array([_central_difference(probe, flat, start + i, X, y, sample_weight, eps) for i in picks])
             bp = grad[picks]
             err = np.abs(bp - fd)
             scale = np.maximum(np.abs(fd), np.abs(bp))
@@ -116,11 +117,11 @@ def _positive_finite(value, name, allow_zero=True):
     return float(value)
 
 
-def _central_difference(net, flat, i, X, y, eps):
+def _central_difference(net, flat, i, X, y, sample_weight, eps):
     saved = float(flat[i])
     flat[i] = saved + eps
-    plus = net.loss_value(X, y)
+    plus = net.loss_value(X, y, sample_weight)
     flat[i] = saved - eps
-    minus = net.loss_value(X, y)
+    minus = net.loss_value(X, y, sample_weight)
     flat[i] = saved
     return (plus - minus) / (2 * eps)

@@ -66,8 +66,8 @@ class MLP:
         activation: the hidden layers' activation: identity, sigmoid, tanh, relu,
             leaky_relu, elu, softplus, gelu or silu.
         output_activation: the last layer's activation (same names).
-        loss: "mse", "cross_entropy" (logits and integer labels) or "bce" (logits and
-            targets in [0, 1]).
+        loss: "mse", "cross_entropy" (logits and integer labels), "bce" (logits and
+            targets in [0, 1]) or "poisson" (log-rates and targets >= 0).
         reduction: "mean" or "sum" over the batch, as in torch.nn.functional.
         dtype: float32 or float64.
         backend: "auto" or a name from `fastbp.available_backends()`.
@@ -211,21 +211,30 @@ class MLP:
         X = self._inputs(X)
         return np.asarray(self._ops.to_host(self._ops.forward(self._state, self._ops.from_host(X))))
 
-    def loss_value(self, X, y):
-        """The loss alone (no gradients computed, nothing changed)."""
-        X, y = self._inputs(X, y)
-        return self._ops.loss(self._state, self._ops.from_host(X), self._ops.from_host(y))
+    def _weights(self, sample_weight, n):
+        """Checked per-row weights in the backend's memory, or None."""
+        sw = validation.sample_weight(sample_weight, n, self.dtype)
+        return None if sw is None else self._ops.from_host(sw)
 
-    def loss_and_grad(self, X, y):
+    def loss_value(self, X, y, sample_weight=None):
+        """The loss alone (no gradients computed, nothing changed). sample_weight: one weight
+        >= 0 per row (fastbp.losses: sum_i w_i l_i / sum_i w_i for the mean)."""
+        X, y = self._inputs(X, y)
+        sw = self._weights(sample_weight, X.shape[0])
+        return self._ops.loss(self._state, self._ops.from_host(X), self._ops.from_host(y), sw)
+
+    def loss_and_grad(self, X, y, sample_weight=None):
         """-> (loss, dW list, db list); the parameters are unchanged. The gradients are copies."""
         X, y = self._inputs(X, y)
-        loss = self._ops.loss_and_grad(self._state, self._ops.from_host(X), self._ops.from_host(y))
+        sw = self._weights(sample_weight, X.shape[0])
+        loss = self._ops.loss_and_grad(self._state, self._ops.from_host(X), self._ops.from_host(y), sw)
         G = self._state.grads
         copy = lambda a: np.array(self._ops.to_host(a), copy=True)   # noqa: E731
         return loss, [copy(g) for g in G.W], [copy(g) for g in G.b]
 
     def predict(self, X):
-        """Class labels (cross_entropy: argmax; bce: logit > 0) or, for mse, the outputs."""
+        """Class labels (cross_entropy: argmax; bce: logit > 0), for mse the outputs, for
+        poisson the rates exp(outputs)."""
         from .metrics import predictions
         return predictions(self.forward(X), self.arch.loss)
 
@@ -235,7 +244,7 @@ class MLP:
         return probabilities(self.forward(X), self.arch.loss)
 
     def score(self, X, y):
-        """Accuracy for classifiers, R^2 for regression (mse)."""
+        """Accuracy for classifiers, R^2 for regression (mse; poisson: of the rates)."""
         from .metrics import score
         X, y = self._inputs(X, y)
         return score(self.forward(X), y, self.arch.loss)
@@ -248,8 +257,9 @@ class MLP:
                             f"got {type(optimizer).__name__}")
         optimizer.check_compatible(self.n_params, self.dtype, self.backend, self._state.params.flat)
 
-    def train_step(self, X, y, optimizer):
-        """Forward, backward and the optimizer's update, in place; -> loss.
+    def train_step(self, X, y, optimizer, sample_weight=None):
+        """Forward, backward and the optimizer's update, in place; -> loss. sample_weight:
+        one weight >= 0 per row, as in loss_value.
         A non-finite loss raises FloatingPointError and changes nothing."""
         self.check_optimizer(optimizer)
         # a backend that checks X, y for NaN/inf inside its compiled call (before writing
@@ -259,7 +269,8 @@ class MLP:
         if not (ops.checks_finite and arch.loss == losses.MSE     # (labels and bce targets: range-checked)
                 and validation.ready_pair(X, y, arch.dtype, arch.sizes[0], arch.sizes[-1])):
             X, y = self._inputs(X, y, check_finite=not ops.checks_finite)
-        return ops.train_step(self._state, ops.from_host(X), ops.from_host(y), optimizer)
+        sw = None if sample_weight is None else self._weights(sample_weight, X.shape[0])
+        return ops.train_step(self._state, ops.from_host(X), ops.from_host(y), optimizer, sw)
 
     def fit(self, X, y, **options):
         """Mini-batch training; see fastbp.training.fit for the options. -> history."""

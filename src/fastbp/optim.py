@@ -14,6 +14,8 @@ import numbers
 
 import numpy as np
 
+from ._kernels.plan import OVERFLOW, status_error
+
 
 def _number(value, name, low=0.0, low_open=False, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -78,10 +80,19 @@ class Optimizer:
         self.state = {}
 
     def update(self, ops, params, grads):
+        """One step from the gradients `grads`: all of it or, where a new parameter or state
+        value would not be finite, none (FloatingPointError; a fresh optimizer left unbound)."""
+        fresh = self.bound_to is None
         self.bind(ops, params)
-        self._apply(ops, params, grads)
+        if self._apply(ops, params, grads) is False:
+            if fresh:
+                self.unbind()
+            raise status_error(OVERFLOW)
+        self.step_count += 1
 
     def _apply(self, ops, params, grads):
+        """Update params in place, this being step number step_count + 1; -> False when the
+        backend's kernel refused (nothing written)."""
         raise NotImplementedError
 
     # ---- checkpoints ----
@@ -138,9 +149,8 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _apply(self, ops, params, grads):
-        self.step_count += 1
-        ops.sgd_update(params, grads, self.state["velocity"], self.lr, self.momentum,
-                       self.weight_decay, self.nesterov)
+        return ops.sgd_update(params, grads, self.state["velocity"], self.lr, self.momentum,
+                              self.weight_decay, self.nesterov)
 
     def hyperparameters(self):
         return dict(lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
@@ -172,9 +182,8 @@ class Adam(Optimizer):
         self.weight_decay = _number(weight_decay, "weight_decay")
 
     def _apply(self, ops, params, grads):
-        self.step_count += 1
-        ops.adam_update(params, grads, self.state["m"], self.state["v"], self.step_count,
-                        self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay)
+        return ops.adam_update(params, grads, self.state["m"], self.state["v"], self.step_count + 1,
+                               self.lr, self.betas[0], self.betas[1], self.eps, self.weight_decay)
 
     def hyperparameters(self):
         return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)

@@ -19,6 +19,7 @@ the learning rate (SGD) or epsilon (Adam), and its reported loss (loss_, loss_cu
 
 This module imports scikit-learn; `import fastbp` does not import this module.
 """
+import inspect
 import math
 import numbers
 import warnings
@@ -31,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, shuffle as shuffled
+from sklearn.utils import check_random_state, compute_sample_weight, shuffle as shuffled
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -53,6 +54,7 @@ _OUTPUTS = {
     "softmax": ("cross_entropy", lambda k: 1.0, lambda k: 1.0),
     "logistic": ("bce", lambda k: float(k), lambda k: float(k)),
     "identity": ("mse", lambda k: k / 2.0, lambda k: 0.5),
+    "exp": ("poisson", lambda k: float(k), lambda k: float(k)),      # its losses sum the outputs' deviances
 }
 _ACTIVATIONS = {"logistic": "sigmoid", **{name: name for name in activations.NAMES}}
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
@@ -96,23 +98,26 @@ class _BaseMLP(BaseEstimator):
         self.callback = callback
 
     # ---- fitting ----
-    def fit(self, X, y):
-        """Fit the model to data matrix X (dense or scipy.sparse) and target(s) y. -> self"""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X (dense or scipy.sparse) and target(s) y, each row's
+        loss weighted by sample_weight (>= 0; None: all 1). -> self"""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         """Check and set up everything (a rejected call leaves the estimator as it was), then train."""
         before = dict(self.__dict__)
         try:
             hidden = self._check_parameters()
             first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
             X, Y = self._validate_input(X, y, incremental, reset=first, dtype=self._dtype_for(first))
+            sw = self._sample_weight(validation.sample_weight(sample_weight, X.shape[0], X.dtype), Y, incremental,
+                                     X.dtype)
             random_state = check_random_state(self.random_state)
             net = self._initialize(X, Y, hidden, random_state) if first else self._network()
             if self.solver == "lbfgs":
-                train = self._fit_lbfgs(net, X, Y)
+                train = self._fit_lbfgs(net, X, Y, sw)
             else:
-                train = self._fit_stochastic(net, X, Y, random_state, incremental)
+                train = self._fit_stochastic(net, X, Y, sw, random_state, incremental)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -146,7 +151,11 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = -np.inf if self.early_stopping else None
         return net
 
-    def _fit_stochastic(self, net, X, Y, random_state, incremental):
+    def _sample_weight(self, sw, Y, incremental, dtype):
+        """The checked sample weights (or None) as training uses them (class_weight: MLPClassifier)."""
+        return sw
+
+    def _fit_stochastic(self, net, X, Y, sw, random_state, incremental):
         """scikit-learn's epoch loop, each mini-batch one fastbp step. -> the loop, to run."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -158,10 +167,10 @@ class _BaseMLP(BaseEstimator):
         if not hasattr(self, "loss_curve_"):            # fitted by lbfgs before, or set up by hand
             self.t_, self.loss_curve_ = getattr(self, "t_", 0), []
         if self.early_stopping:
-            X, X_val, Y, Y_val = self._split(X, Y, random_state)
+            X, X_val, Y, Y_val, sw, sw_val = self._split(X, Y, sw, random_state)
         n = X.shape[0]
         batch_size = self._batch_size(n)
-        data = _dataset(net, X, self._targets(Y))
+        data = _dataset(net, X, self._targets(Y), sw)
         step = solver.step(net, self._loss_factor(), self.alpha)
 
         def epochs():
@@ -174,8 +183,8 @@ class _BaseMLP(BaseEstimator):
                         order = shuffled(order, random_state=random_state)
                     total = 0.0
                     try:
-                        for X_batch, y_batch in data.batches(batch_size, order if self.shuffle else None):
-                            total += step(X_batch, y_batch) * X_batch.shape[0]
+                        for X_batch, y_batch, sw_batch in data.batches(batch_size, order if self.shuffle else None):
+                            total += step(X_batch, y_batch, sw_batch) * X_batch.shape[0]
                     except FloatingPointError:
                         diverged, total = True, math.nan          # the epoch is recorded as NaN, and ends training
                     self.n_iter_ += 1
@@ -185,7 +194,7 @@ class _BaseMLP(BaseEstimator):
                     if self.verbose:
                         print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                     if self.early_stopping:
-                        score = math.nan if diverged else self._score_outputs(self._outputs(X_val, net), Y_val)
+                        score = math.nan if diverged else self._score_outputs(self._outputs(X_val, net), Y_val, sw_val)
                         self.validation_scores_.append(score)
                         if self.verbose:
                             print("Validation score: %f" % score)
@@ -222,11 +231,11 @@ class _BaseMLP(BaseEstimator):
                               "parameters of the best validation epoch were restored", ConvergenceWarning)
         return epochs
 
-    def _fit_lbfgs(self, net, X, Y):
+    def _fit_lbfgs(self, net, X, Y, sw):
         """scipy's L-BFGS-B on the network's flat parameter vector, max_iter and max_fun as its
         maxiter and maxfun, tol as its gtol. -> the minimization, to run."""
         scale = _OUTPUTS[self.out_activation_][1](self.n_outputs_)
-        objective = _Objective(net, _dataset(net, X, self._targets(Y)), X.shape[0], scale,
+        objective = _Objective(net, _dataset(net, X, self._targets(Y), sw), X.shape[0], sw, scale,
                                self._loss_factor(), self.alpha)
 
         def minimize():
@@ -250,8 +259,8 @@ class _BaseMLP(BaseEstimator):
         return minimize
 
     # ---- partial_fit ----
-    def _partial_fit(self, X, y):
-        return self._fit(X, y, incremental=True)
+    def _partial_fit(self, X, y, sample_weight=None):
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _has_partial_fit(self):
         if self.solver not in ("sgd", "adam"):
@@ -339,7 +348,7 @@ class _BaseMLP(BaseEstimator):
     def _stopping_rule(self, net):
         """scikit-learn's no-improvement rule, with the current tol and n_iter_no_change, and
         the count and best so far of earlier calls (warm_start, partial_fit)."""
-        monitor = ("val_r2" if self.out_activation_ == "identity" else "val_accuracy") if self.early_stopping \
+        monitor = ("val_r2" if self.out_activation_ in ("identity", "exp") else "val_accuracy") if self.early_stopping \
             else "loss"
         rule = EarlyStopping(self.n_iter_no_change, self.tol, monitor=monitor)
         old = getattr(self, "_stopping", None)
@@ -354,14 +363,17 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
         return rule
 
-    def _split(self, X, Y, random_state):
+    def _split(self, X, Y, sw, random_state):
+        """-> X, X_val, Y, Y_val, sw, sw_val: scikit-learn's split (the same rows with or
+        without weights; sw, sw_val None without)."""
         stratify = Y if self._stratify() else None
-        X, X_val, Y, Y_val = train_test_split(X, Y, random_state=random_state, test_size=self.validation_fraction,
-                                              stratify=stratify)
-        if X_val.shape[0] < 2:
+        arrays = (X, Y) if sw is None else (X, Y, sw)
+        parts = train_test_split(*arrays, random_state=random_state, test_size=self.validation_fraction,
+                                 stratify=stratify)
+        if parts[1].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size "
                              "of your dataset.")
-        return X, X_val, Y, Y_val
+        return tuple(parts) if sw is not None else (*parts, None, None)
 
     def _batch_size(self, n):
         if self.batch_size == "auto":
@@ -400,9 +412,45 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+_BASE_PARAMETERS = tuple(inspect.signature(_BaseMLP.__init__).parameters)[1:]
+
+
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier (scikit-learn's), trained by fastbp: softmax outputs for
-    several classes, one logistic output for two, one per label for multilabel y."""
+    several classes, one logistic output for two, one per label for multilabel y.
+
+    Beyond scikit-learn's MLP, `class_weight` as its other classifiers take it: None, a dict
+    {class: weight} (a list of dicts, one per label, for multilabel y) or "balanced"
+    (n_samples / (n_classes * count)); multiplied into the sample weights."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend="auto", dtype=None, callback=None, class_weight=None):
+        super().__init__(**_base_parameters(locals()))
+        self.class_weight = class_weight
+
+    def _sample_weight(self, sw, Y, incremental, dtype):
+        cw = self.class_weight
+        if cw is None:
+            return sw
+        if not (cw == "balanced" or isinstance(cw, dict)
+                or (isinstance(cw, list) and all(isinstance(d, dict) for d in cw))):
+            raise ValueError(f"class_weight must be None, 'balanced', a dict or a list of dicts; got {cw!r}")
+        if incremental and cw == "balanced":
+            raise ValueError("class_weight 'balanced' is not supported for partial_fit (the classes' frequencies "
+                             "of one batch are not the data set's): give a dict")
+        labels = Y.astype(np.intp) if self._label_binarizer.y_type_.startswith("multilabel") else \
+            self._label_binarizer.inverse_transform(Y.astype(np.float64))
+        try:
+            weights = compute_sample_weight(cw, labels)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"class_weight {cw!r}: {e}") from None
+        if sw is not None:
+            weights = weights * sw
+        return validation.sample_weight(weights, Y.shape[0], dtype, name="sample_weight (times class_weight)")
 
     def _validate_input(self, X, y, incremental, reset, dtype):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=dtype, reset=reset)
@@ -435,11 +483,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _probabilities(self, outputs):
         return softmax(outputs) if self.out_activation_ == "softmax" else sigmoid(outputs)
 
-    def _score_outputs(self, outputs, Y):
+    def _score_outputs(self, outputs, Y, sw=None):
         if not np.isfinite(outputs).all():
             return math.nan
         predicted = self._label_binarizer.inverse_transform(self._squeezed(self._probabilities(outputs)))
-        return float(accuracy_score(self._label_binarizer.inverse_transform(Y), predicted))
+        return float(accuracy_score(self._label_binarizer.inverse_transform(Y), predicted, sample_weight=sw))
 
     def _squeezed(self, y):
         return y.ravel() if self.n_outputs_ == 1 else y
@@ -459,7 +507,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.log(proba, out=proba)
 
     @available_if(_BaseMLP._has_partial_fit)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the last call. `classes` (every class of the
         whole data set) is required on the first call. -> self"""
         first = getattr(self, "classes_", None) is None
@@ -472,7 +520,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else classes)
             self.classes_ = self._label_binarizer.classes_
-        return self._partial_fit(X, y)
+        return self._partial_fit(X, y, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -481,8 +529,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor (scikit-learn's), trained by fastbp: identity outputs,
-    half the squared error."""
+    """Multi-layer perceptron regressor (scikit-learn's), trained by fastbp: identity outputs and
+    half the squared error, or with loss='poisson' exponential outputs (the network's are
+    log-rates) and half the Poisson deviance (y >= 0)."""
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -490,20 +539,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  backend="auto", dtype=None, callback=None):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-                         learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
-                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-                         warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
-                         beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         backend=backend, dtype=dtype, callback=callback)
+        super().__init__(**_base_parameters(locals()))
         self.loss = loss
 
     def _check_parameters(self):
-        if self.loss == "poisson":
-            raise ValueError("loss='poisson' is not available in fastbp yet (it needs an exponential output "
-                             "and the Poisson loss in the kernels); use loss='squared_error'")
-        _one_of(self.loss, "loss", ("squared_error",))
+        _one_of(self.loss, "loss", ("squared_error", "poisson"))
         return super()._check_parameters()
 
     def _validate_input(self, X, y, incremental, reset, dtype):
@@ -511,10 +551,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              dtype=dtype, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(f"y must be >= 0 for loss='poisson' (counts or rates); got a minimum of {np.min(y):g}")
         return X, y.reshape(len(y), -1)
 
     def _output_activation(self):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _predicted(self, outputs):
+        """The network's outputs -> predictions: the rates exp(outputs) for poisson."""
+        if self.out_activation_ != "exp":
+            return outputs
+        with np.errstate(over="ignore"):
+            return np.exp(outputs)
 
     def _stratify(self):
         return False
@@ -522,20 +571,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _targets(self, Y):
         return Y
 
-    def _score_outputs(self, outputs, Y):
-        if not np.isfinite(outputs).all():
+    def _score_outputs(self, outputs, Y, sw=None):
+        predicted = self._predicted(outputs)
+        if not np.isfinite(predicted).all():
             return math.nan
-        return float(r2_score(Y, outputs))
+        return float(r2_score(Y, predicted, sample_weight=sw))
 
     def predict(self, X):
         """The predicted values, (n_samples,) or (n_samples, n_outputs)."""
-        out = self._outputs(self._checked_X(X))
+        out = self._predicted(self._outputs(self._checked_X(X)))
         return out.ravel() if out.shape[1] == 1 else out
 
     @available_if(_BaseMLP._has_partial_fit)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the last call. -> self"""
-        return self._partial_fit(X, y)
+        return self._partial_fit(X, y, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -627,25 +677,26 @@ class _StochasticSolver:
 def _plain_step(net, optimizer, before, loss_factor):
     ops, state = net._ops, net._state
 
-    def step(X, y):
+    def step(X, y, sw):
         if before is not None:
             before()
-        return loss_factor * ops.train_step(state, X, y, optimizer)
+        return loss_factor * ops.train_step(state, X, y, optimizer, sw)
     return step
 
 
 def _l2_step(net, optimizer, before, loss_factor, alpha, l2):
     """INTERIM, until the kernels take an L2 term (then MLP(l2=...) and _plain_step): the
     network's gradient plus l2 * W / rows on the weights (not the biases), then the update.
-    -> step(X, y) -> scikit-learn's batch loss, with 0.5 * alpha * sum(W**2) / rows."""
+    -> step(X, y, sw) -> scikit-learn's batch loss, with 0.5 * alpha * sum(W**2) / rows.
+    With sample weights sw, "rows" is the batch's total weight, as scikit-learn's sw_sum."""
     ops, state = net._ops, net._state
     weights = [slice(w_at, b_at) for w_at, b_at in net.arch.offsets]
 
-    def step(X, y):
+    def step(X, y, sw):
         if before is not None:
             before()
-        loss = ops.loss_and_grad(state, X, y)
-        rows = X.shape[0]
+        loss = ops.loss_and_grad(state, X, y, sw)
+        rows = X.shape[0] if sw is None else (float(np.sum(ops.to_host(sw), dtype=np.float64)) or 1.0)
         grads, params = ops.to_host(state.grads.flat), ops.to_host(state.params.flat)   # CPU: the buffers
         squares = 0.0
         for w in weights:
@@ -663,10 +714,15 @@ def _l2_step(net, optimizer, before, loss_factor, alpha, l2):
 class _Objective:
     """scikit-learn's L-BFGS objective on the flat parameter vector theta -> (J, dJ/dtheta) in
     float64: scale x (the network's mean loss + the L2 term), its gradient by backpropagation
-    over the rows EVAL_ROWS at a time. `reported` is scikit-learn's loss at the last theta."""
+    over the rows EVAL_ROWS at a time. `reported` is scikit-learn's loss at the last theta.
+    With sample weights sw (host), each chunk counts by its total weight, and the L2 term is
+    divided by the total weight (scikit-learn's sw_sum) instead of the rows."""
 
-    def __init__(self, net, data, n, scale, loss_factor, alpha):
-        self.net, self.data, self.n = net, data, n
+    def __init__(self, net, data, n, sw, scale, loss_factor, alpha):
+        starts = np.arange(0, n, EVAL_ROWS)
+        shares = np.diff(np.append(starts, n)) if sw is None else np.add.reduceat(sw, starts, dtype=np.float64)
+        self.net, self.data, self.n = net, data, float(shares.sum())
+        self.shares = shares / self.n
         self.scale, self.loss_factor, self.alpha = scale, loss_factor, alpha
         self.weights = [slice(w_at, b_at) for w_at, b_at in net.arch.offsets]
         self.theta = self.reported = None
@@ -675,9 +731,8 @@ class _Objective:
         net, ops, state = self.net, self.net._ops, self.net._state
         net.set_flat_params(theta)
         loss, grad = 0.0, np.zeros(net.n_params)
-        for X, y in self.data.batches(EVAL_ROWS):
-            share = X.shape[0] / self.n
-            loss += share * ops.loss_and_grad(state, X, y)
+        for (X, y, sw), share in zip(self.data.batches(EVAL_ROWS), self.shares):
+            loss += share * ops.loss_and_grad(state, X, y, sw)
             grad += share * ops.to_host(state.grads.flat)
         # INTERIM, until the kernels take an L2 term (MLP(l2=...)): the penalty on the weights
         squares = 0.0
@@ -704,20 +759,21 @@ def _dense(X):
     return X.toarray() if scipy.sparse.issparse(X) else X
 
 
-def _dataset(net, X, y):
-    """Training rows as mini-batches in the network's memory: the backend's own data set for
-    dense X; for scipy.sparse X each batch is densified when it is taken."""
+def _dataset(net, X, y, sw=None):
+    """Training rows (and their checked sample weights, or None) as mini-batches in the
+    network's memory: the backend's own data set for dense X; for scipy.sparse X each batch
+    is densified when it is taken."""
     if scipy.sparse.issparse(X):
-        return _SparseDataset(net, X.tocsr(), y)
+        return _SparseDataset(net, X.tocsr(), y, sw)
     X, y = net._inputs(X, y)
-    return net._ops.dataset(X, y)
+    return net._ops.dataset(X, y, sw)
 
 
 class _SparseDataset:
     """Sparse rows densified one batch at a time (the same `batches` as Ops.dataset's)."""
 
-    def __init__(self, net, X, y):
-        self.net, self.X = net, X
+    def __init__(self, net, X, y, sw=None):
+        self.net, self.X, self.sw = net, X, sw
         self.y = validation.targets(y, net.arch.loss, net.dtype, X.shape[0], net.arch.sizes[-1])
 
     def batches(self, batch_size, order=None):
@@ -725,7 +781,8 @@ class _SparseDataset:
         for start in range(0, n, batch_size):
             rows = slice(start, min(start + batch_size, n)) if order is None else order[start:start + batch_size]
             X = np.ascontiguousarray(self.X[rows].toarray(), dtype=self.net.dtype)
-            yield ops.from_host(X), ops.from_host(np.ascontiguousarray(self.y[rows]))
+            sw = None if self.sw is None else ops.from_host(np.ascontiguousarray(self.sw[rows]))
+            yield ops.from_host(X), ops.from_host(np.ascontiguousarray(self.y[rows])), sw
 
 
 def _scale_buffer(ops, buf, factor):
@@ -737,6 +794,11 @@ def _scale_buffer(ops, buf, factor):
 
 
 # ---- parameter checks ----
+
+def _base_parameters(arguments):
+    """An estimator's __init__ arguments (its locals()) -> those _BaseMLP.__init__ takes."""
+    return {name: arguments[name] for name in _BASE_PARAMETERS}
+
 
 def _one_of(value, name, options):
     if not isinstance(value, str) or value not in options:

@@ -7,13 +7,14 @@
    per-layer gradient norms on request), write the checkpoint atomically, then apply the
    learning-rate schedule and the early-stopping rule (fastbp.schedules).
 
-A non-finite loss raises FloatingPointError naming the epoch and batch; the backend's
-train_step raises before updating, so the parameters and the optimizer state stay at their
-last finite values, and the last checkpoint (written at the end of an earlier epoch) is intact.
-An update can overflow although its loss was finite (learning rate x gradient beyond the
-dtype's range): the parameters are checked once per epoch, before the checkpoint is written,
-and non-finite ones stop training with a FloatingPointError that says so (no checkpoint is
-ever written from them).
+A non-finite loss, or an update that would make a parameter or an optimizer state value
+non-finite (learning rate x gradient beyond the dtype's range), raises FloatingPointError
+naming the epoch and batch; the backend's train_step refuses such a step before anything
+changes, so the parameters and the optimizer state stay at their last finite values, and
+the last checkpoint (written at the end of an earlier epoch) is intact. The parameters and
+the state are also checked once per epoch, before the checkpoint is written (an optimizer
+of one's own, or a callback, may have written non-finite values): non-finite ones stop
+training with a FloatingPointError that says so, and no checkpoint is ever written from them.
 """
 import copy
 import numbers
@@ -29,13 +30,14 @@ from .diagnostics import GradientFlowMonitor
 from .metrics import metric_name, score
 from .optim import Adam
 from .schedules import Adaptive, EarlyStopping
+from .validation import sample_weight as checked_sample_weight
 
 EVAL_ROWS = 8192        # rows per forward pass when measuring the loss / metric of a whole set
 
 
 def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, validation_data=None,
         seed=None, progress=True, checkpoint=None, resume=None, grad_norms=False, callback=None, comm=None,
-        validation_split=None, lr_schedule=None, early_stopping=None):
+        validation_split=None, lr_schedule=None, early_stopping=None, sample_weight=None):
     """Train `net` on (X, y) by mini-batch backpropagation (also `net.fit(X, y, ...)`).
 
     Every argument and the data are checked before anything changes.
@@ -48,7 +50,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         batch_size: rows per step; the last batch of an epoch holds the remainder.
         optimizer: a fastbp optimizer (default `Adam(lr=1e-3)`); updated in place.
         shuffle: reshuffle the rows each epoch, from a generator seeded by `seed`.
-        validation_data: `(X_val, y_val)`: loss and metric recorded after each epoch.
+        validation_data: `(X_val, y_val)` or `(X_val, y_val, sample_weight_val)`: loss and
+            metric recorded after each epoch (weighted by sample_weight_val when given).
         seed: seeds the shuffling (recorded in the checkpoint).
         progress: a progress bar per epoch on a terminal (stderr); quiet otherwise.
         checkpoint: a path: after each epoch the network, the optimizer state and the
@@ -75,17 +78,23 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             at a plateau training stops, or Adaptive lowers the rate. With restore_best the
             best epoch's parameters are put back at the end. The object keeps its state
             across calls, like an optimizer.
+        sample_weight: one weight >= 0 per row of X (not all zero), or None: each batch's
+            loss is the weighted mean of fastbp.losses; the weights are shuffled and batched
+            with their rows, and validation_split holds out the weights of its rows with
+            them. Not with comm.
 
     Returns:
         history: a dict of per-epoch lists: "epoch", "loss" (the mean of the epoch's batch
-            losses, weighted by rows; a sum for reduction="sum"), "accuracy" or "r2" (on
+            losses, weighted by rows, or by the batches' total sample weight; a sum for
+            reduction="sum"), "accuracy" or "r2" (on
             the training data after the epoch), "val_loss" and "val_accuracy"/"val_r2"
             with validation_data, "samples_per_s" (training steps only), "seconds", and
             "grad_norms" (a list per epoch, layer 1 first) when asked. Resumed runs
             include the epochs done before.
 
     Raises:
-        FloatingPointError: a non-finite loss, naming the epoch and batch; the parameters
+        FloatingPointError: a non-finite loss, or an update that would make the parameters
+            or the optimizer state non-finite, naming the epoch and batch; the parameters
             stay at their last finite values.
     """
     # ---- 1. check everything once; nothing is changed before the end of this block ----
@@ -98,6 +107,9 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable; got {type(callback).__name__}")
         X, y = net._inputs(X, y)
+        sw = checked_sample_weight(sample_weight, X.shape[0], net.dtype)
+        if sw is not None and comm is not None:
+            raise ValueError("sample_weight is not supported with comm (data-parallel training) yet")
         validation = _validation_data(net, validation_data)
         split = _validation_split(validation_split, validation, X.shape[0], resume)
         _check_schedules(net, lr_schedule, early_stopping, validation is not None or split is not None, resume)
@@ -108,6 +120,8 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         net.check_optimizer(optimizer)
         if saved is None and not net._ops.all_finite(net.flat_params):
             raise ValueError("the network's parameters contain NaN or inf (written through net.weights?)")
+        if saved is None and not all(net._ops.all_finite(buffer) for buffer in optimizer.state.values()):
+            raise ValueError("the optimizer's state contains NaN or inf (written through optimizer.state?)")
         memory.require(memory.training_bytes(net.arch, 0 if optimizer.state else len(optimizer.state_names),
                                              min(batch_size, X.shape[0]), min(X.shape[0], EVAL_ROWS)),
                        f"fit of {net._parameters_text()}, with {type(optimizer).__name__} state and batch {batch_size},")
@@ -124,7 +138,9 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     rng = np.random.default_rng(seed)
     if split is not None:                   # hold out the validation rows (drawn before any shuffle)
         rows = rng.permutation(X.shape[0])
-        X, y, validation = X[rows[split:]], y[rows[split:]], (X[rows[:split]], y[rows[:split]])
+        held, kept = rows[:split], rows[split:]
+        validation = (X[held], y[held], None if sw is None else sw[held])
+        X, y, sw = X[kept], y[kept], None if sw is None else sw[kept]
     history = _new_history(net, validation is not None, grad_norms, lr_schedule is not None)
     first_epoch = 1
     if saved is not None:
@@ -138,8 +154,9 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
     if dp is not None:
         dp.broadcast_parameters(state, optimizer)            # every replica starts from rank 0's
         step = dp.make_step(net, optimizer)                  # shards the batch, one Allreduce
-    dataset = ops.dataset(X, y)          # batches in the backend's memory (CUDA: the data set on the device)
+    dataset = ops.dataset(X, y, sw)      # batches in the backend's memory (CUDA: the data set on the device)
     n, n_batches = X.shape[0], -(-X.shape[0] // batch_size)
+    starts = np.arange(0, n, batch_size)
     monitor = GradientFlowMonitor(net.arch) if grad_norms else None
     show_bar = progress_shown(progress) and distributed.is_root(comm)
     metric = metric_name(net.arch.loss)
@@ -151,15 +168,18 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
         bar = _progress_bar(epoch, epochs, n_batches) if show_bar else None
         if bar is not None and epoch == first_epoch and ops.first_step_note:
             bar.set_postfix_str(ops.first_step_note, refresh=True)
+        # what each batch's mean loss counts for in the epoch's: its rows, or its total weight
+        shares = (np.diff(np.append(starts, n)) if sw is None
+                  else np.add.reduceat(sw if order is None else sw[order], starts, dtype=np.float64))
         total, started = 0.0, time.perf_counter()
-        for batch, (Xb, yb) in enumerate(dataset.batches(batch_size, order), 1):
+        for batch, (Xb, yb, swb) in enumerate(dataset.batches(batch_size, order), 1):
             try:
-                loss = step(Xb, yb)
+                loss = step(Xb, yb, swb)
             except FloatingPointError as e:
                 if bar is not None:
                     bar.close()
                 raise _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, e) from None
-            total += loss * Xb.shape[0] if net.reduction == "mean" else loss
+            total += loss * shares[batch - 1] if net.reduction == "mean" else loss
             if monitor is not None:
                 monitor.record(ops.to_host(state.grads.flat))
             if bar is not None:
@@ -173,12 +193,12 @@ def fit(net, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, valid
             raise _stopped(net, optimizer, epoch, n_batches, n_batches, checkpoint, None)
 
         history["epoch"].append(epoch)
-        history["loss"].append(total / n if net.reduction == "mean" else total)
+        history["loss"].append(total / shares.sum() if net.reduction == "mean" else total)
         history["samples_per_s"].append(n / seconds if seconds > 0 else float("inf"))
         history["seconds"].append(seconds)
         if lr_schedule is not None:
             history["lr"].append(optimizer.lr)
-        history[metric].append(evaluate(net, X, y)[1])
+        history[metric].append(evaluate(net, X, y, sw)[1])
         if validation is not None:
             val_loss, val_metric = evaluate(net, *validation)
             history["val_loss"].append(val_loss)
@@ -225,11 +245,11 @@ def _stopped(net, optimizer, epoch, batch, n_batches, checkpoint, error):
         return FloatingPointError(f"training stopped in epoch {epoch}, batch {batch} of {n_batches}: {error}; "
                                   f"the parameters are those after the last finite step{kept}")
     when = (f"found after batch {batch} of {n_batches} of epoch {epoch}" if error is None else
-            f"found in epoch {epoch}, batch {batch} of {n_batches}, where the loss was not finite ({error})")
+            f"found in epoch {epoch}, batch {batch} of {n_batches}, whose step failed ({error})")
     return FloatingPointError(
-        f"non-finite {broken} {when}: an update of this epoch overflowed although its loss was finite "
-        f"(learning rate x gradient beyond the {net.dtype} range); training stopped, and they cannot be "
-        f"used{kept}")
+        f"non-finite {broken} {when}: written in this epoch by the optimizer's own update or outside the "
+        f"training steps (fastbp's steps refuse an update that would make them non-finite); training "
+        f"stopped, and they cannot be used{kept}")
 
 
 def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr_init, samples_seen):
@@ -249,7 +269,7 @@ def _schedule_says_stop(net, optimizer, lr_schedule, early_stopping, history, lr
 # ---- the training step: one call per mini-batch ----
 
 def make_step(net, optimizer, keep_grads=False):
-    """-> step(X_batch, y_batch) -> loss: forward, backward and update, in place.
+    """-> step(X_batch, y_batch, sw_batch or None) -> loss: forward, backward and update, in place.
 
     Backend arrays in, a float out; FloatingPointError (before any update) on a non-finite
     loss or gradient. With keep_grads the gradients stay in the network's gradient buffer
@@ -259,26 +279,31 @@ def make_step(net, optimizer, keep_grads=False):
     ops, state = net._ops, net._state
     run = ops.composed_train_step if keep_grads else ops.train_step
 
-    def step(X, y):
-        return run(state, X, y, optimizer)
+    def step(X, y, sw=None):
+        return run(state, X, y, optimizer, sw)
     return step
 
 
 # ---- measuring ----
 
-def evaluate(net, X, y):
-    """(loss, metric) of checked data (X, y) in the network's reduction, in chunks of rows."""
+def evaluate(net, X, y, sw=None):
+    """(loss, metric) of checked data (X, y) and sample weights (or None) in the network's
+    reduction, in chunks of rows."""
     ops, state, arch = net._ops, net._state, net.arch
     n = X.shape[0]
-    total, outputs = 0.0, []
+    total, weight, outputs = 0.0, 0.0, []
     for start in range(0, n, EVAL_ROWS):
-        Xc, yc = X[start:start + EVAL_ROWS], y[start:start + EVAL_ROWS]
+        chunk = slice(start, start + EVAL_ROWS)
+        Xc, yc, swc = X[chunk], y[chunk], None if sw is None else sw[chunk]
+        share = len(Xc) if swc is None else float(np.sum(swc, dtype=np.float64))
         out = ops.forward(state, ops.from_host(Xc))
-        loss = ops.loss_and_output_grad(out, ops.from_host(yc), arch.loss, arch.reduction)[0]
-        total += loss * len(Xc) if net.reduction == "mean" else loss
+        loss = ops.loss_and_output_grad(out, ops.from_host(yc), arch.loss, arch.reduction,
+                                        None if swc is None else ops.from_host(swc))[0]
+        total += loss * share if net.reduction == "mean" else loss
+        weight += share
         outputs.append(np.array(ops.to_host(out), copy=True))     # a backend may reuse its output buffer
     outputs = np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
-    return (total / n if net.reduction == "mean" else total), score(outputs, y, arch.loss)
+    return (total / weight if net.reduction == "mean" else total), score(outputs, y, arch.loss, sw)
 
 
 def epoch_summary(history):
@@ -342,12 +367,14 @@ def _flag(value, name):
 def _validation_data(net, validation_data):
     if validation_data is None:
         return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be a pair (X_val, y_val)")
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise TypeError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight_val)")
     X_val = validation.features(validation_data[0], net.dtype, net.arch.sizes[0], name="validation_data X")
     y_val = validation.targets(validation_data[1], net.arch.loss, net.dtype, X_val.shape[0],
                                net.arch.sizes[-1], name="validation_data y")
-    return X_val, y_val
+    sw_val = checked_sample_weight(validation_data[2] if len(validation_data) == 3 else None, X_val.shape[0],
+                                   net.dtype, name="validation_data sample_weight")
+    return X_val, y_val, sw_val
 
 
 def _validation_split(fraction, validation, n, resume):

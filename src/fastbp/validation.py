@@ -190,8 +190,7 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     if loss != losses.CROSS_ENTROPY and _ready(y, dtype, 2) and y.shape == (batch, n_out):
         if check_finite:    # already what the kernels take (the per-step case)
             _check_finite(y, name)
-        if loss == losses.BCE:
-            _check_probabilities(y, name)
+        _check_target_range(y, loss, name)
         return y
     arr = _real_array(y, name)
     if arr.ndim == 0 or arr.shape[0] != batch:
@@ -216,9 +215,33 @@ def targets(y, loss, dtype, batch, n_out, name="y", check_finite=True):
     original, arr = arr, _converted(arr, dtype)
     if check_finite:        # (cross_entropy labels above are always checked: they index memory)
         _check_finite(arr, name, original)
-    if loss == losses.BCE:
-        _check_probabilities(arr, name)
+    _check_target_range(arr, loss, name)
     return arr
+
+
+def sample_weight(sw, n, dtype, name="sample_weight"):
+    """Per-row weights -> None (none given) or a (n,) array of dtype: finite, >= 0, not all 0."""
+    if sw is None:
+        return None
+    arr = _real_array(sw, name)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have one weight per row, shape ({n},); got shape {arr.shape}")
+    original, arr = arr, _converted(arr, dtype)
+    _check_finite(arr, name, original)
+    if arr.min() < 0:
+        raise ValueError(f"{name} must be >= 0; got a minimum of {arr.min():g}")
+    if not arr.any():
+        raise ValueError(f"{name} must not be all zero (the weighted mean would be undefined)")
+    return arr
+
+
+def _check_target_range(y, loss, name):
+    if loss == losses.BCE:
+        _check_probabilities(y, name)
+    elif loss == losses.POISSON:
+        low = y.min()
+        if np.isfinite(low) and low < 0:
+            raise ValueError(f"{name} must hold counts or rates >= 0 for poisson; got a minimum of {low:g}")
 
 
 def _check_probabilities(y, name):

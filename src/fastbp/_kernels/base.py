@@ -13,7 +13,9 @@ faster; everything else works from here on its first day:
 
 Kernels receive arrays the API boundary has already checked (one float dtype, consistent
 shapes, finite, C-contiguous, in the backend's memory) and activation/loss codes from
-`fastbp.activations` and `fastbp.losses`.
+`fastbp.activations` and `fastbp.losses`. `sw`, where a pass takes it: per-row sample
+weights (batch,) of the network's dtype, checked (finite, >= 0), or None for none
+(fastbp.losses: how they enter the loss and its gradient).
 """
 import math
 
@@ -51,10 +53,11 @@ class Ops:
     def all_finite(self, a):
         return bool(np.isfinite(a).all())
 
-    def dataset(self, X, y):
-        """Checked training data -> an object whose batches(batch_size, order) yields
-        mini-batches in this backend's memory (fit's data source)."""
-        return HostDataset(self, X, y)
+    def dataset(self, X, y, sw=None):
+        """Checked training data (and sample weights, or None) -> an object whose
+        batches(batch_size, order) yields mini-batches (X, y, sw) in this backend's memory
+        (fit's data source)."""
+        return HostDataset(self, X, y, sw)
 
     # ---- the public kernel boundary (fastbp.kernels): checks, then backend arrays ----
     def kernel_inputs(self, named):
@@ -89,16 +92,19 @@ class Ops:
         self._by_reference("weight_gradient", A_prev, delta, dW, db, written=(2, 3))
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
-        """-> (loss as a Python float, dLoss/d out)."""
-        return self._by_reference("loss_and_output_grad", out, y, loss, reduction)
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
+        """-> (loss as a Python float, dLoss/d out), rows weighted by sw when given."""
+        return self._by_reference("loss_and_output_grad", out, y, loss, reduction, sw)
 
+    # The updates (torch.optim semantics) write every new value or none: -> True when applied,
+    # False (p, g and the state as they were) when a new value would not be finite.
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        self._by_reference("sgd_update", p, g, velocity, lr, momentum, weight_decay, nesterov, written=(0, 2))
+        return self._by_reference("sgd_update", p, g, velocity, lr, momentum, weight_decay, nesterov,
+                                  written=(0, 2))
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        self._by_reference("adam_update", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay,
-                           written=(0, 2, 3))
+        return self._by_reference("adam_update", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay,
+                                  written=(0, 2, 3))
 
     def _by_reference(self, kernel, *args, written=()):
         """The reference's `kernel` on host copies of the array arguments; the arrays at the
@@ -121,11 +127,11 @@ class Ops:
             _, A = self.linear_forward(A, W, b, act)
         return A
 
-    def loss(self, state, X, y):
+    def loss(self, state, X, y, sw=None):
         out = self.forward(state, X)
-        return self.loss_and_output_grad(out, y, state.arch.loss, state.arch.reduction)[0]
+        return self.loss_and_output_grad(out, y, state.arch.loss, state.arch.reduction, sw)[0]
 
-    def loss_and_grad(self, state, X, y):
+    def loss_and_grad(self, state, X, y, sw=None):
         """Forward and backward; writes the gradients into state.grads; -> loss."""
         arch, P, G = state.arch, state.params, state.grads
         acts = arch.activations
@@ -134,7 +140,7 @@ class Ops:
             Z, A = self.linear_forward(As[-1], W, b, act)
             Zs.append(Z)
             As.append(A)
-        loss, d_out = self.loss_and_output_grad(As[-1], y, arch.loss, arch.reduction)
+        loss, d_out = self.loss_and_output_grad(As[-1], y, arch.loss, arch.reduction, sw)
         delta = self.activation_backward(d_out, Zs[-1], As[-1], acts[-1])
         for l in reversed(range(arch.n_layers)):
             self.weight_gradient(As[l], delta, G.W[l], G.b[l])
@@ -142,10 +148,10 @@ class Ops:
                 delta = self.delta_propagate(delta, P.W[l], Zs[l - 1], As[l], acts[l - 1])
         return loss
 
-    def gradient_pass(self, state, X, y):
+    def gradient_pass(self, state, X, y, sw=None):
         """loss_and_grad with its outcome as a status (plan.STATUSES): -> (status, loss);
         NONFINITE when the loss or a gradient is NaN/inf."""
-        loss = self.loss_and_grad(state, X, y)
+        loss = self.loss_and_grad(state, X, y, sw)
         return (OK if math.isfinite(loss) and self.all_finite(state.grads.flat) else NONFINITE), loss
 
     # ---- the per-network cache ----
@@ -156,8 +162,8 @@ class Ops:
 
     def prepare(self, state, workspace, batch):
         """What passes over batches of `batch` rows need besides the data: an object whose
-        `steps` maps an optimizer kind ("sgd", "adam") to run(X, y, optimizer) -> (status,
-        loss), the backend's compiled whole training step for it (none by default; kinds
+        `steps` maps an optimizer kind ("sgd", "adam") to run(X, y, sw, optimizer) ->
+        (status, loss), the backend's compiled whole training step for it (none by default; kinds
         missing from it take composed_train_step)."""
         return NO_STEPS
 
@@ -179,21 +185,23 @@ class Ops:
         return prep
 
     # ---- the training step ----
-    def train_step(self, state, X, y, optimizer):
+    def train_step(self, state, X, y, optimizer, sw=None):
         """Forward, backward and update, in place; -> loss. FloatingPointError (nothing
-        updated) on a non-finite loss or gradient; ValueError (nothing written) on NaN/inf in
-        X or y where the backend checks them (checks_finite). The Python here is the whole
+        updated) on a non-finite loss or gradient, or an update that would make a parameter or
+        an optimizer state value non-finite; ValueError (nothing written) on NaN/inf in X or y
+        where the backend checks them (checks_finite). A compiled step leaves state.grads as
+        scratch. The Python here is the whole
         per-step overhead of a compiled step: keep it to look-ups. A rejected first step
         leaves the optimizer unbound, as it was."""
         prep = state.scratch.get(X.shape[0]) or self.prepared(state, X.shape[0])
         try:
             run = prep.steps[optimizer.kind]
         except KeyError:            # no compiled step for this kind (None: a kind of its own)
-            return self.composed_train_step(state, X, y, optimizer)
+            return self.composed_train_step(state, X, y, optimizer, sw)
         fresh = optimizer.bound_to is None
         if fresh:
             optimizer.bind(self, state.params.flat)
-        status, loss = run(X, y, optimizer)
+        status, loss = run(X, y, sw, optimizer)
         if status:
             if fresh:
                 optimizer.unbind()
@@ -201,9 +209,10 @@ class Ops:
         optimizer.step_count += 1
         return loss
 
-    def composed_train_step(self, state, X, y, optimizer):
-        """The gradient pass, then the optimizer's own update; the gradients stay in state.grads."""
-        status, loss = self.gradient_pass(state, X, y)
+    def composed_train_step(self, state, X, y, optimizer, sw=None):
+        """The gradient pass, then the optimizer's own update (FloatingPointError, nothing
+        updated, when it would make a value non-finite); the gradients stay in state.grads."""
+        status, loss = self.gradient_pass(state, X, y, sw)
         if status:
             raise status_error(status, loss)
         optimizer.update(self, state.params.flat, state.grads.flat)
@@ -230,23 +239,23 @@ class HostDataset:
     memory overrides `Ops.dataset` with the same `batches` method (CUDA: on the device).
     """
 
-    def __init__(self, ops, X, y):
-        self.ops, self.X, self.y = ops, X, y
+    def __init__(self, ops, X, y, sw=None):
+        self.ops, self.arrays = ops, [a for a in (X, y, sw) if a is not None]
         self.n = X.shape[0]
         self._buffers = None
 
     def batches(self, batch_size, order=None):
-        """-> iterator of (X_batch, y_batch); the last batch holds the remainder."""
-        ops, X, y = self.ops, self.X, self.y
+        """-> iterator of (X_batch, y_batch, sw_batch or None); the last batch holds the remainder."""
+        ops, arrays = self.ops, self.arrays
         if order is not None and self._buffers is None:
             rows = min(batch_size, self.n)
-            self._buffers = (np.empty((rows,) + X.shape[1:], X.dtype), np.empty((rows,) + y.shape[1:], y.dtype))
+            self._buffers = [np.empty((rows,) + a.shape[1:], a.dtype) for a in arrays]
         for start in range(0, self.n, batch_size):
             stop = min(start + batch_size, self.n)
             if order is None:
-                Xb, yb = X[start:stop], y[start:stop]
+                batch = [a[start:stop] for a in arrays]
             else:
                 rows = order[start:stop]
-                Xb = np.take(X, rows, axis=0, out=self._buffers[0][:stop - start])
-                yb = np.take(y, rows, axis=0, out=self._buffers[1][:stop - start])
-            yield ops.from_host(Xb), ops.from_host(yb)
+                batch = [np.take(a, rows, axis=0, out=buf[:stop - start]) for a, buf in zip(arrays, self._buffers)]
+            batch = [ops.from_host(a) for a in batch]
+            yield batch[0], batch[1], batch[2] if len(batch) > 2 else None

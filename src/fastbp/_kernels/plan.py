@@ -34,9 +34,11 @@ N_IN, N_OUT, ACT, W_AT, B_AT, Z_AT, A_AT, D_AT = range(len(LAYER_FIELDS))
 HEADER, FIELDS = len(HEADER_FIELDS), len(LAYER_FIELDS)
 
 # what a compiled call returns with its result: nothing is written to the parameters or the
-# optimizer state unless it is OK, and nothing at all on BAD_X, BAD_Y or BAD_PLAN
-STATUSES = ("OK", "BAD_X", "BAD_Y", "NONFINITE", "BAD_PLAN")
-OK, BAD_X, BAD_Y, NONFINITE, BAD_PLAN = range(len(STATUSES))
+# optimizer state unless it is OK, and nothing at all on BAD_X, BAD_Y or BAD_PLAN. NONFINITE:
+# the loss or a gradient is NaN/inf; OVERFLOW: both are finite, but the update would make a
+# parameter or an optimizer state value non-finite (learning rate x gradient beyond the dtype)
+STATUSES = ("OK", "BAD_X", "BAD_Y", "NONFINITE", "BAD_PLAN", "OVERFLOW")
+OK, BAD_X, BAD_Y, NONFINITE, BAD_PLAN, OVERFLOW = range(len(STATUSES))
 
 
 def make_plan(arch, capacity, share_za=False, scratch=False, blas=0):
@@ -72,6 +74,10 @@ def status_error(status, loss=None):
         return ValueError("y contains NaN or inf")
     if status == NONFINITE:
         return FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
+    if status == OVERFLOW:
+        return FloatingPointError("the update would make the parameters or the optimizer state non-finite (the "
+                                  "learning rate times the gradient is beyond the dtype's range); parameters and "
+                                  "optimizer state left unchanged")
     if status == BAD_PLAN:      # a caller bypassed the checked boundary
         return ValueError("the arrays do not match the network's shapes and workspace")
     return RuntimeError(f"unknown status {status} from a compiled call")

@@ -56,9 +56,11 @@ FUNCTIONS = {act.CODES[name]: f for name, (f, _) in _FUNCTIONS.items()}         
 DERIVATIVES = {act.CODES[name]: df for name, (_, df) in _FUNCTIONS.items()}       # code -> f'(Z), given Z, A
 
 
+# Each loss -> (the loss of every element, as (batch, n) or (batch,) for cross_entropy;
+# dLoss/d out of the summed loss)
 def mse(out, y):
     diff = out - y
-    return np.sum(diff * diff), 2 * diff, out.size
+    return diff * diff, 2 * diff
 
 
 def cross_entropy(logits, labels):
@@ -67,15 +69,37 @@ def cross_entropy(logits, labels):
     log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     grad = np.exp(log_p)
     grad[rows, labels] -= 1
-    return -np.sum(log_p[rows, labels]), grad, len(labels)
+    return -log_p[rows, labels], grad
 
 
 def bce(logits, y):
-    total = np.sum(np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))))
-    return total, sigmoid(logits) - y, logits.size
+    return np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))), sigmoid(logits) - y
 
 
-LOSSES = {losses.MSE: mse, losses.CROSS_ENTROPY: cross_entropy, losses.BCE: bce}
+@np.errstate(over="ignore")         # exp(z) beyond the dtype is an inf loss: the caller's FloatingPointError
+def poisson(z, y):
+    rate = np.exp(z)
+    y_log_y = np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0)
+    return rate - y * z + y_log_y - y, rate - y
+
+
+LOSSES = {losses.MSE: mse, losses.CROSS_ENTROPY: cross_entropy, losses.BCE: bce, losses.POISSON: poisson}
+
+
+def weighted_loss(out, y, loss, reduction, sw=None):
+    """-> (the reduced loss, dLoss/d out) with optional per-row weights sw (fastbp.losses)."""
+    elements, grad = LOSSES[loss](out, y)
+    per_row = 1 if elements.ndim == 1 else elements.shape[1]
+    if sw is None:
+        total, count = np.sum(elements), elements.size
+    else:
+        w = sw if elements.ndim == 1 else sw[:, None]
+        total, grad = np.sum(elements * w), grad * sw[:, None]
+        count = np.sum(sw, dtype=np.float64) * per_row or 1.0      # all-zero weights: loss and gradient 0
+    if reduction == losses.MEAN:
+        count = grad.dtype.type(count)
+        total, grad = total / count, grad / count
+    return float(total), grad.astype(out.dtype, copy=False)
 
 
 class NumpyOps(Ops):
@@ -100,28 +124,32 @@ class NumpyOps(Ops):
         np.sum(delta, axis=0, dtype=np.float64, out=db)
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
-        total, grad, count = LOSSES[loss](out, y)
-        if reduction == losses.MEAN:
-            total, grad = total / count, grad / count
-        return float(total), grad.astype(out.dtype, copy=False)
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
+        return weighted_loss(out, y, loss, reduction, sw)
 
+    # the updates compute every new value first and write them only if all are finite
+    # (nothing changes otherwise: -> False); the overflow that may come is the point
+    @np.errstate(over="ignore", invalid="ignore")
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
         d = g + weight_decay * p
-        if momentum:
-            velocity *= momentum
-            velocity += d
-            d = d + momentum * velocity if nesterov else velocity
-        p -= lr * d
+        v = momentum * velocity + d if momentum else velocity
+        new = p - lr * ((d + momentum * v if nesterov else v) if momentum else d)
+        if not (np.isfinite(new).all() and np.isfinite(v).all()):
+            return False
+        p[...], velocity[...] = new, v
+        return True
 
+    @np.errstate(over="ignore", invalid="ignore")
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
         d = g + weight_decay * p
-        m *= beta1
-        m += (1 - beta1) * d
-        v *= beta2
-        v += (1 - beta2) * d * d
+        m_new = beta1 * m + (1 - beta1) * d
+        v_new = beta2 * v + (1 - beta2) * d * d
         bias1, bias2 = 1 - beta1**step, 1 - beta2**step
-        p -= (lr / bias1) * m / (np.sqrt(v) / math.sqrt(bias2) + eps)
+        new = p - (lr / bias1) * m_new / (np.sqrt(v_new) / math.sqrt(bias2) + eps)
+        if not (np.isfinite(new).all() and np.isfinite(m_new).all() and np.isfinite(v_new).all()):
+            return False
+        p[...], m[...], v[...] = new, m_new, v_new
+        return True
 
 
 def available():

@@ -53,14 +53,15 @@ def kernels(dtype):
     total_of_block = block_sum(dtype)
 
     @cuda.jit(cache=True)
-    def finish_sum(partials, n_partials, scale, result):
-        """One block: result[0] = scale * sum(partials[:n_partials])."""
+    def finish_sum(partials, n_partials, scale, norm, result):
+        """One block: result[0] = scale * sum(partials[:n_partials]), times norm[0] unless
+        norm is empty."""
         acc = T(0)
         for i in range(cuda.threadIdx.x, n_partials, cuda.blockDim.x):
             acc += partials[i]
         total = total_of_block(acc)
         if cuda.threadIdx.x == 0:
-            result[0] = total * T(scale)
+            result[0] = total * (T(scale) if norm.size == 0 else T(scale) * norm[0])
 
     @cuda.jit(cache=True)
     def flag_nonfinite(a, flag, slot):
@@ -119,10 +120,11 @@ def index_kernels():
 
 # ---- launches (device arrays in, device arrays out) ----
 
-def finish_sum(partials, n_partials, scale, result):
-    """result[0] = scale * sum(partials[:n_partials]), on the device."""
+def finish_sum(partials, n_partials, scale, norm, result):
+    """result[0] = scale * sum(partials[:n_partials]) (* norm[0], a device factor, unless norm
+    is empty), on the device."""
     _, threads = launch_shape(n_partials)
-    kernels(partials.dtype)["finish_sum"][1, threads](partials, n_partials, scale, result)
+    kernels(partials.dtype)["finish_sum"][1, threads](partials, n_partials, scale, norm, result)
 
 
 def flag_nonfinite(flat, flag, slot):

@@ -1,8 +1,10 @@
 """The numba.cuda backend: `CudaOps`, its kernels in the modules beside it, everything on the device.
 
 Parameters, gradients, optimizer state and workspaces stay on the GPU; a training step
-reads back two numbers (the loss and a finiteness flag). `from_host`/`to_host` are the
-only host<->device copies, so `MLP.weights` on "cuda" are host copies.
+reads back three numbers (the loss and two flags: the gradient finite, the update's new
+values finite), then writes the update only if all three are (optimizers.py).
+`from_host`/`to_host` are the only host<->device copies, so `MLP.weights` on "cuda" are host
+copies.
 
 Network-level steps take one of two paths, chosen per network (`uses_fused`):
   fused   every layer size <= 128: one kernel for the whole forward pass, one for the
@@ -30,7 +32,7 @@ import numpy as np
 from ... import activations
 from ...validation import kernel_array, kernel_array_kind
 from ..base import Ops
-from ..plan import A_AT, D_AT, NONFINITE, OK, WS_SIZE, Z_AT, layer_field, make_plan
+from ..plan import A_AT, D_AT, NONFINITE, OK, OVERFLOW, WS_SIZE, Z_AT, layer_field, make_plan
 
 try:
     from numba import cuda
@@ -81,8 +83,9 @@ def as_device_array(a):
 class Workspace:
     """One network's device memory for batches of up to `capacity` rows, allocated once: the
     plan (host and device copies), the workspace it lays out (Z, A, delta of every layer),
-    the tile table of the weight-gradient launch, the loss partial sums, the read-back pair
-    result = [loss, all-finite flag], and named scratch (the split weight-gradient sums)."""
+    the tile table of the weight-gradient launch, the loss partial sums, the read-back
+    result = [loss, gradient finite, update finite] (`flags`: its last two), and named
+    scratch (the split weight-gradient sums)."""
 
     def __init__(self, arch, capacity):
         self.capacity, self.sizes = capacity, arch.sizes
@@ -92,7 +95,9 @@ class Workspace:
         tiles = gemm.tile_table(arch.sizes)
         self.tiles, self.n_tiles = cuda.to_device(tiles), len(tiles)
         self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=arch.dtype)
-        self.result = cuda.device_array(2, dtype=arch.dtype)
+        self.norm = cuda.device_array(1, dtype=arch.dtype)          # the weighted mean's 1 / sum(sw)
+        self.result = cuda.device_array(3, dtype=arch.dtype)
+        self.flags = self.result[1:]
         self._scratch = {}
 
     def rows(self, l, field, m):
@@ -108,14 +113,26 @@ class Workspace:
 
 
 class Prepared:
-    """Device views of the workspace for batches of m rows: Z[l], A[l], D[l]. No compiled
-    whole step (`steps` is empty): a step is a few launches and one read-back."""
-    steps = {}
+    """Device views of the workspace for batches of m rows: Z[l], A[l], D[l], and `steps`, the
+    training steps by optimizer kind (Ops.train_step): a few launches and one read-back each."""
 
-    def __init__(self, workspace, m):
+    def __init__(self, ops, state, workspace, m):
         self.workspace, self.m = workspace, m
         L = len(workspace.sizes) - 1
         self.Z, self.A, self.D = ([workspace.rows(l, field, m) for l in range(L)] for field in (Z_AT, A_AT, D_AT))
+        params, grads = state.params.flat, state.grads.flat
+
+        def sgd_step(X, y, sw, opt):
+            return ops.step(state, X, y, sw, self, "sgd", (params, grads, opt.state["velocity"], opt.lr, opt.momentum,
+                                                       opt.weight_decay, opt.nesterov))
+
+        def adam_step(X, y, sw, opt):
+            beta1, beta2 = opt.betas
+            return ops.step(state, X, y, sw, self, "adam", (params, grads, opt.state["m"], opt.state["v"],
+                                                        opt.step_count + 1, opt.lr, beta1, beta2, opt.eps,
+                                                        opt.weight_decay))
+
+        self.steps = {"sgd": sgd_step, "adam": adam_step}
 
 
 def _fresh_scratch(dtype):
@@ -123,33 +140,32 @@ def _fresh_scratch(dtype):
 
 
 class CudaDataset:
-    """A training set copied to the device once; batches are sliced (in order) or gathered
-    (shuffled, the epoch's order uploaded once) on the device. A yielded batch is valid
-    until the next one is taken (the buffers are reused)."""
+    """A training set (and its sample weights) copied to the device once; batches (X, y, sw
+    or None) are sliced (in order) or gathered (shuffled, the epoch's order uploaded once) on
+    the device. A yielded batch is valid until the next one is taken (the buffers are reused)."""
 
-    def __init__(self, X, y):
-        self.X = cuda.to_device(np.ascontiguousarray(X))
-        self.y = cuda.to_device(np.ascontiguousarray(y))
+    def __init__(self, X, y, sw=None):
+        self.arrays = {name: cuda.to_device(np.ascontiguousarray(a)) for name, a in (("X", X), ("y", y), ("sw", sw))
+                       if a is not None}
         self.n = X.shape[0]
         self._buffers = {}
 
-    def _buffer(self, which, rows):
-        src = self.X if which == "X" else self.y
-        key = (which, rows)
+    def _gathered(self, which, rows):
+        src = self.arrays[which]
+        key = (which, rows.size)
         if key not in self._buffers:
-            self._buffers[key] = cuda.device_array((rows,) + src.shape[1:], dtype=src.dtype)
-        return self._buffers[key]
+            self._buffers[key] = cuda.device_array((rows.size,) + src.shape[1:], dtype=src.dtype)
+        return elementwise.gather_rows(src, rows, self._buffers[key])
 
     def batches(self, batch_size, order=None):
         order_d = None if order is None else cuda.to_device(np.ascontiguousarray(order, dtype=np.intp))
         for start in range(0, self.n, batch_size):
             stop = min(self.n, start + batch_size)
             if order_d is None:
-                yield self.X[start:stop], self.y[start:stop]
+                batch = {name: a[start:stop] for name, a in self.arrays.items()}
             else:
-                rows = order_d[start:stop]
-                yield (elementwise.gather_rows(self.X, rows, self._buffer("X", stop - start)),
-                       elementwise.gather_rows(self.y, rows, self._buffer("y", stop - start)))
+                batch = {name: self._gathered(name, order_d[start:stop]) for name in self.arrays}
+            yield batch["X"], batch["y"], batch.get("sw")
 
 
 class CudaOps(Ops):
@@ -185,8 +201,8 @@ class CudaOps(Ops):
         elementwise.flag_nonfinite(a.reshape(a.size), flag, 0)
         return bool(flag.copy_to_host()[0] == 1)
 
-    def dataset(self, X, y):
-        return CudaDataset(X, y)
+    def dataset(self, X, y, sw=None):
+        return CudaDataset(X, y, sw)
 
     # ---- the public kernel boundary ----
     def kernel_inputs(self, named):
@@ -248,18 +264,19 @@ class CudaOps(Ops):
         db.copy_to_device(G[K * N:])
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
         grad = cuda.device_array(out.shape, dtype=out.dtype)
         partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=out.dtype)
-        result = cuda.device_array(1, dtype=out.dtype)
-        losses.loss_and_output_grad(out, y, out, activations.IDENTITY, loss, reduction, grad, partials, result)
+        norm, result = cuda.device_array(1, dtype=out.dtype), cuda.device_array(1, dtype=out.dtype)
+        losses.loss_and_output_grad(out, y, sw, out, activations.IDENTITY, loss, reduction, grad, partials, norm,
+                                    result)
         return float(result.copy_to_host()[0]), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        optimizers.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        return optimizers.update("sgd", p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        optimizers.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return optimizers.update("adam", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     # ---- network level: one workspace per network (base Ops.prepared), one read-back per step ----
     def uses_fused(self, arch):
@@ -269,7 +286,7 @@ class CudaOps(Ops):
         return Workspace(arch, capacity)
 
     def prepare(self, state, workspace, batch):
-        return Prepared(workspace, batch)
+        return Prepared(self, state, workspace, batch)
 
     def _forward_into(self, state, X, prep, store_all):
         P, arch, ws = state.params, state.arch, prep.workspace
@@ -282,12 +299,12 @@ class CudaOps(Ops):
                 A = prep.A[l]
         return prep.A[-1]
 
-    def _loss_into(self, state, X, y, prep, store_all):
+    def _loss_into(self, state, X, y, sw, prep, store_all):
         """Forward, then the loss into result[0] and delta of the output layer into D[-1]."""
         arch, ws = state.arch, prep.workspace
         out = self._forward_into(state, X, prep, store_all)
-        losses.loss_and_output_grad(out, y, prep.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
-                                    prep.D[-1], ws.partials, ws.result)
+        losses.loss_and_output_grad(out, y, sw, prep.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
+                                    prep.D[-1], ws.partials, ws.norm, ws.result)
 
     def _backward(self, state, X, prep):
         arch, P, G, ws = state.arch, state.params, state.grads, prep.workspace
@@ -306,24 +323,40 @@ class CudaOps(Ops):
         mine.copy_to_device(out)
         return mine
 
-    def loss(self, state, X, y):
+    def loss(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
-        self._loss_into(state, X, y, prep, store_all=False)
+        self._loss_into(state, X, y, sw, prep, store_all=False)
         return float(prep.workspace.result.copy_to_host()[0])
 
-    def loss_and_grad(self, state, X, y):
+    def loss_and_grad(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
-        self._loss_into(state, X, y, prep, store_all=True)
+        self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
         return float(prep.workspace.result.copy_to_host()[0])
 
-    def gradient_pass(self, state, X, y):
+    def step(self, state, X, y, sw, prep, kind, args):
+        """A whole training step for the optimizer `kind` with its update's arguments `args`
+        (optimizers.py): forward, loss, backward, the update's test pass, the one read-back,
+        then the update. -> (status, loss); nothing is written unless the status is OK."""
+        self._loss_into(state, X, y, sw, prep, store_all=True)
+        self._backward(state, X, prep)
+        ws = prep.workspace
+        optimizers.test(kind, ws.flags, *args)
+        loss, gradient_finite, update_finite = (float(v) for v in ws.result.copy_to_host())
+        if not (math.isfinite(loss) and gradient_finite == 1.0):
+            return NONFINITE, loss
+        if update_finite != 1.0:
+            return OVERFLOW, loss
+        optimizers.write(kind, ws.flags, *args)
+        return OK, loss
+
+    def gradient_pass(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
-        self._loss_into(state, X, y, prep, store_all=True)
+        self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
         result = prep.workspace.result
         elementwise.flag_nonfinite(state.grads.flat, result, 1)
-        loss, finite = (float(v) for v in result.copy_to_host())      # the one read-back
+        loss, finite = (float(v) for v in result.copy_to_host()[:2])      # the one read-back
         return (OK if math.isfinite(loss) and finite == 1.0 else NONFINITE), loss
 
 

@@ -7,9 +7,11 @@ around them, the whole network step, and the public kernels.
     backward    D[l-1] = D[l] @ W.T     (GEMM)   then one pass: D *= f'(Z), db = D.sum(0)
                 (every layer's delta first, with the weights as they were), then
                 dW = A_prev.T @ D[l]    (GEMM)
-    update      one pass over the flat parameter buffer (SGD, momentum, Nesterov, Adam);
-                plain SGD instead updates W inside the weight-gradient GEMM itself:
-                W = (1 - lr*wd) W - lr A_prev.T @ D[l] (beta, alpha), see sgd_in_gemm
+    update      one pass per layer's weights and biases (SGD, momentum, Nesterov, Adam),
+                all or nothing: the old values kept as the new ones are written, put back
+                if one is not finite (optimizers.pxd); plain SGD instead updates W inside
+                the weight-gradient GEMM itself, W = (1 - lr*wd) W - lr A_prev.T @ D[l]
+                (beta, alpha), once a bound shows every new value finite (sgd_in_gemm)
 
 `network_pass`, `sgd_step` and `adam_step` run it for a whole network in one call, over the
 flat parameter and gradient buffers and a workspace laid out by the plan
@@ -18,20 +20,21 @@ files beside this one (activations, products, losses, optimizers, checks). The e
 passes split columns over OpenMP threads when the extension was built with OpenMP and the
 pass is big enough (`parallel_min`).
 """
-from libc.math cimport NAN, isfinite, sqrt
+from libc.math cimport NAN, fabs, isfinite, sqrt
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.string cimport memset
 from cython.parallel cimport prange
 cimport numpy as cnp
+import numpy as np
 
 from fastbp._kernels.cython_cpu.activations cimport (
     activate_cols, activation_codes, times_derivative_cols, IDENTITY, N_ACTIVATIONS)
 from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
-from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, SUM
-from fastbp._kernels.cython_cpu.optimizers cimport adam_range, sgd_range
+from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
+from fastbp._kernels.cython_cpu.optimizers cimport GRADIENT, adam_range, sgd_range, undo_range
 from fastbp._kernels.cython_cpu.plan cimport (
     ACT, A_AT, B_AT, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS, N_IN, N_LAYERS, N_OUT, N_PARAMS,
-    NONFINITE, OK, REDUCTION, W_AT, WS_SIZE, Z_AT)
+    NONFINITE, OK, OVERFLOW, REDUCTION, W_AT, WS_SIZE, Z_AT)
 from fastbp._kernels.cython_cpu.primitives cimport COLUMN_BLOCK, real
 from fastbp._kernels.cython_cpu.products cimport gemm, linear_into
 
@@ -78,7 +81,7 @@ _parallel_min_from_environment()
 
 def codes():
     """The codes compiled in, for the import-time check against fastbp.activations/losses."""
-    return dict(activations=activation_codes(), losses=dict(mse=MSE, cross_entropy=CROSS_ENTROPY, bce=BCE),
+    return dict(activations=activation_codes(), losses=dict(mse=MSE, cross_entropy=CROSS_ENTROPY, bce=BCE, poisson=POISSON),
                 reductions=dict(mean=MEAN, sum=SUM),
                 modes=dict(forward=MODE_FORWARD, loss=MODE_LOSS, gradient=MODE_GRADIENT))
 
@@ -166,39 +169,81 @@ cdef void backward_epilogue(real* D, const real* Z, const real* A, real* db, Py_
         derivative_cols(D, Z, A, db, m, n, 0, n, code)
 
 
-# ---------------------------------------------------------------- optimizer updates over the flat buffers
+# ---------------------------------------------------------------- optimizer updates, all or nothing
+# (optimizers.pxd): a range split over OpenMP threads when it is large, then every layer
 
-cdef void sgd_flat(real* p, const real* g, real* v, Py_ssize_t n, double lr, double momentum,
-                   double weight_decay, bint nesterov) noexcept nogil:
-    cdef int c, nt = pass_threads(n)
+cdef int sgd_apply(real* p, real* g, real* v, real* undo, Py_ssize_t i0, Py_ssize_t i1, double lr,
+                   double momentum, double weight_decay, bint nesterov) noexcept nogil:
+    """sgd_range over [i0, i1). -> flags."""
+    cdef int c, flags = 0, nt = pass_threads(i1 - i0)
+    cdef Py_ssize_t n = i1 - i0
     if nt > 1:
         for c in prange(nt, num_threads=nt, schedule='static'):
-            sgd_range(p, g, v, part(c, n, nt), part(c + 1, n, nt), <real>lr, <real>momentum, <real>weight_decay,
-                      nesterov)
-    else:
-        sgd_range(p, g, v, 0, n, <real>lr, <real>momentum, <real>weight_decay, nesterov)
+            flags |= sgd_range(p, g, v, undo, i0 + part(c, n, nt), i0 + part(c + 1, n, nt), <real>lr, <real>momentum,
+                               <real>weight_decay, nesterov)
+        return flags
+    return sgd_range(p, g, v, undo, i0, i1, <real>lr, <real>momentum, <real>weight_decay, nesterov)
 
 
-cdef void adam_flat(real* p, const real* g, real* m, real* v, Py_ssize_t n, long step, double lr,
-                    double beta1, double beta2, double eps, double weight_decay) noexcept nogil:
+cdef int adam_apply(real* p, real* g, real* m, real* v, real* undo, Py_ssize_t n, Py_ssize_t i0, Py_ssize_t i1,
+                    long step, double lr, double beta1, double beta2, double eps, double weight_decay) noexcept nogil:
+    """adam_range over [i0, i1) of buffers of length n. -> flags."""
     # torch / reference.py: p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     cdef real step_size = <real>(lr / (1 - beta1 ** step))
     cdef real root_bias2 = <real>sqrt(1 - beta2 ** step)
     cdef real b1 = <real>beta1, b2 = <real>beta2, c1 = <real>(1 - beta1), c2 = <real>(1 - beta2)
-    cdef int c, nt = pass_threads(n)
+    cdef int c, flags = 0, nt = pass_threads(i1 - i0)
+    cdef Py_ssize_t width = i1 - i0
     if nt > 1:
         for c in prange(nt, num_threads=nt, schedule='static'):
-            adam_range(p, g, m, v, part(c, n, nt), part(c + 1, n, nt), step_size, root_bias2, b1, b2, c1, c2,
-                       <real>eps, <real>weight_decay)
-    else:
-        adam_range(p, g, m, v, 0, n, step_size, root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay)
+            flags |= adam_range(p, g, m, v, undo, n, i0 + part(c, width, nt), i0 + part(c + 1, width, nt), step_size,
+                                root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay)
+        return flags
+    return adam_range(p, g, m, v, undo, n, i0, i1, step_size, root_bias2, b1, b2, c1, c2, <real>eps,
+                      <real>weight_decay)
+
+
+cdef inline int update_status(int flags) noexcept nogil:
+    if flags == 0:
+        return OK
+    return NONFINITE if flags & GRADIENT else OVERFLOW
+
+
+cdef int sgd_layers(real* P, real* G, real* V, real* undo, const Py_ssize_t* plan, Py_ssize_t n, double lr,
+                    double momentum, double weight_decay, bint nesterov) noexcept nogil:
+    """SGD over every layer's weights, then its biases, all or nothing. -> OK, NONFINITE (a
+    gradient is not finite) or OVERFLOW (a new value would not be): then all is as it was."""
+    cdef const Py_ssize_t* q
+    cdef int l, flags = 0
+    for l in range(<int>plan[N_LAYERS]):
+        q = plan + HEADER + l * FIELDS
+        flags |= sgd_apply(P, G, V, undo, q[W_AT], q[B_AT], lr, momentum, weight_decay, nesterov)
+        flags |= sgd_apply(P, G, V, undo, q[B_AT], q[B_AT] + q[N_OUT], lr, momentum, weight_decay, nesterov)
+    if flags:
+        undo_range(P, G, V if momentum != 0 else NULL, NULL, undo, n, 0, n)
+    return update_status(flags)
+
+
+cdef int adam_layers(real* P, real* G, real* M, real* V, real* undo, const Py_ssize_t* plan, Py_ssize_t n, long step,
+                     double lr, double beta1, double beta2, double eps, double weight_decay) noexcept nogil:
+    """Adam over every layer's weights, then its biases, all or nothing (as sgd_layers)."""
+    cdef const Py_ssize_t* q
+    cdef int l, flags = 0
+    for l in range(<int>plan[N_LAYERS]):
+        q = plan + HEADER + l * FIELDS
+        flags |= adam_apply(P, G, M, V, undo, n, q[W_AT], q[B_AT], step, lr, beta1, beta2, eps, weight_decay)
+        flags |= adam_apply(P, G, M, V, undo, n, q[B_AT], q[B_AT] + q[N_OUT], step, lr, beta1, beta2, eps,
+                            weight_decay)
+    if flags:
+        undo_range(P, G, M, V, undo, n, 0, n)
+    return update_status(flags)
 
 
 # ---------------------------------------------------------------- the whole network
 # Layer l's plan fields start at plan + HEADER + l * FIELDS.
 
 cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, const Py_ssize_t* labels,
-                     real* WS, const Py_ssize_t* plan, Py_ssize_t m) noexcept nogil:
+                     const real* SW, real* WS, const Py_ssize_t* plan, Py_ssize_t m) noexcept nogil:
     """Forward (MODE_FORWARD), + loss (MODE_LOSS), + every layer's delta into the workspace
     and the bias gradients into G (MODE_DELTAS), + the weight gradients into G (MODE_GRADIENT)."""
     cdef const Py_ssize_t* q
@@ -214,7 +259,8 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
     if mode == MODE_FORWARD:
         return value
     q = plan + HEADER + (L - 1) * FIELDS
-    value = loss_and_gradient(A_prev, Y, labels, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS], <int>plan[REDUCTION])
+    value = loss_and_gradient(A_prev, Y, labels, SW, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS],
+                              <int>plan[REDUCTION])
     if mode == MODE_LOSS:
         return value
     backward_epilogue(WS + q[D_AT], WS + q[Z_AT], WS + q[A_AT], G + q[B_AT], m, q[N_OUT], <int>q[ACT])
@@ -244,45 +290,51 @@ cdef void weight_gradients(real* G, const real* X, const real* WS, const Py_ssiz
              q[N_OUT])
 
 
-cdef bint products_bounded(double x_abs, real* WS, const Py_ssize_t* plan, Py_ssize_t m) noexcept nogil:
-    """Every weight-gradient product A_prev.T @ delta, and each partial sum of it, is finite:
-    |sum_i a_ik d_ij| <= sum|A_prev| * sum|delta| stays under half the dtype's largest value
-    (NaN or inf anywhere fails the test too). x_abs: abs_sum of X."""
+cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const real* WS, const Py_ssize_t* plan,
+                              Py_ssize_t m, double lr, double weight_decay) noexcept nogil:
+    """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
+    anything is written, after a MODE_DELTAS pass (the bias gradients in G): every product
+    A_prev.T @ delta, and each partial sum of it, satisfies |sum_i a_ik d_ij| <= sum|A_prev| *
+    sum|delta| =: B; every new weight |(1 - lr*wd) w - lr p| <= |1 - lr*wd| sum|W| + lr B;
+    every new bias is computed. Each must stay under half the dtype's largest value (NaN or
+    inf anywhere fails the test too). x_abs: abs_sum of X."""
     cdef const Py_ssize_t* q
     cdef int l, L = <int>plan[N_LAYERS]
+    cdef Py_ssize_t j
     cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 2
-    cdef double a_abs = x_abs
+    cdef real lr_ = <real>lr, wd = <real>weight_decay
+    cdef double decay = fabs(<double>(1 - lr_ * wd)), product, a_abs = x_abs
     for l in range(L):
         q = plan + HEADER + l * FIELDS
-        if not a_abs * abs_sum(WS + q[D_AT], m, q[N_OUT]) <= limit:
+        product = a_abs * abs_sum(WS + q[D_AT], m, q[N_OUT])
+        if not (product <= limit and decay * abs_sum(P + q[W_AT], q[N_IN], q[N_OUT]) + lr_ * product <= limit):
             return False
+        for j in range(q[N_OUT]):
+            if not fabs(P[q[B_AT] + j] - lr_ * (G[q[B_AT] + j] + wd * P[q[B_AT] + j])) <= limit:
+                return False
         if l + 1 < L:
             a_abs = abs_sum(WS + q[A_AT], m, q[N_OUT])
     return True
 
 
-cdef bint sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
-                      Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay) noexcept nogil:
+cdef int sgd_in_gemm(real* P, real* G, real* undo, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
+                     Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay) noexcept nogil:
     """Plain SGD (momentum 0) after a MODE_DELTAS pass: W = (1 - lr*wd) W - lr A_prev.T @ delta
     as one GEMM per layer (alpha, beta), b -= lr (db + wd b) from the bias gradients in G.
     The weight gradient is never written, scanned or re-read (bench/results/sgd-in-gemm.md).
-    Nothing is written unless products_bounded shows every product finite; else the
-    stored-gradient path (GEMMs into G, scan, update). -> False (nothing updated) on a
-    non-finite gradient."""
+    Nothing is written unless gemm_update_bounded shows every new value finite; else the
+    stored-gradient path (GEMMs into G, then the all-or-nothing update). -> status."""
     cdef const Py_ssize_t* q
     cdef int l
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    if not products_bounded(x_abs, WS, plan, m):
+    if not gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay):
         weight_gradients(G, X, WS, plan, m, 1, 0)
-        if not finite_all(G, n):
-            return False
-        sgd_flat(P, G, G, n, lr, 0.0, weight_decay, False)
-        return True
+        return sgd_layers(P, G, NULL, undo, plan, n, lr, 0.0, weight_decay, False)
     for l in range(<int>plan[N_LAYERS]):
         q = plan + HEADER + l * FIELDS
-        sgd_range(P + q[B_AT], G + q[B_AT], G, 0, q[N_OUT], lr_, 0, wd, False)     # the bias, from db in G
+        sgd_range(P, G, NULL, NULL, q[B_AT], q[B_AT] + q[N_OUT], lr_, 0, wd, False)     # the bias, from db in G
     weight_gradients(P, X, WS, plan, m, -lr_, 1 - lr_ * wd)
-    return True
+    return OK
 
 
 # ---------------------------------------------------------------- shape checks
@@ -336,7 +388,7 @@ cdef int check_plan(const Py_ssize_t* plan, Py_ssize_t plan_len, Py_ssize_t n_pa
         raise ValueError("plan does not match the parameter buffer or the workspace")
     if not 1 <= m <= plan[CAPACITY]:
         raise ValueError(f"X must have between 1 and {plan[CAPACITY]} rows; got {m}")
-    if not (MSE <= plan[LOSS] <= BCE and MEAN <= plan[REDUCTION] <= SUM):
+    if not (MSE <= plan[LOSS] <= POISSON and MEAN <= plan[REDUCTION] <= SUM):
         raise ValueError("plan: unknown loss or reduction code")
     for l in range(L):
         q = plan + HEADER + l * FIELDS
@@ -388,6 +440,7 @@ cdef struct Net:      # a checked network call's arrays (pointers; the dtype is 
     const void* X
     const void* Y           # targets, or NULL (cross_entropy's labels, or the forward pass)
     const Py_ssize_t* labels
+    const void* SW          # per-row sample weights, or NULL (none)
     void* WS
     const Py_ssize_t* plan
     Py_ssize_t m            # batch rows
@@ -396,8 +449,8 @@ cdef struct Net:      # a checked network call's arrays (pointers; the dtype is 
     Py_ssize_t n_out
 
 
-cdef int unpack(real tag, Net* net, object params, object grads, object X, object y, object ws, object plan,
-                bint with_y) except -1:
+cdef int unpack(real tag, Net* net, object params, object grads, object X, object y, object sw, object ws,
+                object plan, bint with_y) except -1:
     """Every check the compiled code relies on (TypeError/ValueError otherwise), then the arrays' data."""
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
     cdef Py_ssize_t plan_len
@@ -412,9 +465,13 @@ cdef int unpack(real tag, Net* net, object params, object grads, object X, objec
     net.n_out = net.plan[plan_len - FIELDS + N_OUT]
     if dim(grads, 0) != net.n:
         raise ValueError(f"grads must have {net.n} entries; got {dim(grads, 0)}")
-    net.Y, net.labels = NULL, NULL
+    net.Y, net.labels, net.SW = NULL, NULL, NULL
     if not with_y:
         return 0
+    if sw is not None:
+        net.SW = array_data(sw, typenum, 1, False, "sw")
+        if dim(sw, 0) != net.m:
+            raise ValueError(f"sw must have shape ({net.m},); got ({dim(sw, 0)},)")
     if net.plan[LOSS] == CROSS_ENTROPY:
         net.labels = <const Py_ssize_t*>array_data(y, cnp.NPY_INTP, 1, False, "labels")
         if dim(y, 0) != net.m:
@@ -445,73 +502,83 @@ cdef int inputs_status(real tag, Net* net, double* x_abs) noexcept nogil:
     return OK
 
 
-cdef object pass_impl(real tag, int mode, object params, object grads, object X, object y, object ws,
-                      object plan, bint check):
+cdef object pass_impl(real tag, int mode, object params, object grads, object X, object y, object sw,
+                      object ws, object plan, bint check):
     cdef Net net
     cdef double value = NAN, x_abs
     cdef int status = OK
     if not MODE_FORWARD <= mode <= MODE_GRADIENT:
         raise ValueError(f"unknown mode {mode}")
-    unpack(tag, &net, params, grads, X, y, ws, plan, mode != MODE_FORWARD)
+    unpack(tag, &net, params, grads, X, y, sw, ws, plan, mode != MODE_FORWARD)
     with nogil:
         if check:
             status = inputs_status(tag, &net, &x_abs)
         if status == OK:
             value = run_pass(mode, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y, net.labels,
-                             <real*>net.WS, net.plan, net.m)
+                             <const real*>net.SW, <real*>net.WS, net.plan, net.m)
             if check and mode == MODE_GRADIENT and not (isfinite(value) and finite_all(<real*>net.G, net.n)):
                 status = NONFINITE
     return status, value
 
 
-cdef object sgd_impl(real tag, object params, object grads, object X, object y, object ws, object plan,
-                     object velocity, double lr, double momentum, double weight_decay, bint nesterov):
+cdef char* undo_data(object undo, Py_ssize_t n, int typenum) except NULL:
+    """The training steps' scratch for the old optimizer state: 1-D, at least 2n long."""
+    cdef char* data = array_data(undo, typenum, 1, True, "undo")
+    if dim(undo, 0) < 2 * n:
+        raise ValueError(f"undo must have at least {2 * n} entries; got {dim(undo, 0)}")
+    return data
+
+
+cdef object sgd_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
+                     object velocity, object undo, double lr, double momentum, double weight_decay, bint nesterov):
     cdef Net net
     cdef double value = NAN, x_abs
     cdef int status
-    cdef bint finite
-    unpack(tag, &net, params, grads, X, y, ws, plan, True)
-    check_state(velocity, net.n, cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64, "velocity")
+    cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
+    unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
+    check_state(velocity, net.n, typenum, "velocity")
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>velocity)
+    cdef real* U = <real*>undo_data(undo, net.n, typenum)
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
-            if momentum == 0:
-                value = run_pass(MODE_DELTAS, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y,
-                                 net.labels, <real*>net.WS, net.plan, net.m)
-                finite = isfinite(value) and sgd_in_gemm(<real*>net.P, <real*>net.G, <const real*>net.X, x_abs,
-                                                         <real*>net.WS, net.plan, net.m, net.n, lr, weight_decay)
+            value = run_pass(MODE_DELTAS if momentum == 0 else MODE_GRADIENT, <real*>net.P, <real*>net.G,
+                             <const real*>net.X, <const real*>net.Y, net.labels, <const real*>net.SW, <real*>net.WS,
+                             net.plan, net.m)
+            if not isfinite(value):
+                status = NONFINITE
+            elif momentum == 0:
+                status = sgd_in_gemm(<real*>net.P, <real*>net.G, U, <const real*>net.X, x_abs, <real*>net.WS,
+                                     net.plan, net.m, net.n, lr, weight_decay)
             else:
-                value = run_pass(MODE_GRADIENT, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y,
-                                 net.labels, <real*>net.WS, net.plan, net.m)
-                finite = isfinite(value) and finite_all(<real*>net.G, net.n)
-                if finite:
-                    sgd_flat(<real*>net.P, <real*>net.G, V, net.n, lr, momentum, weight_decay, nesterov)
-            status = OK if finite else NONFINITE
+                status = sgd_layers(<real*>net.P, <real*>net.G, V, U, net.plan, net.n, lr, momentum, weight_decay,
+                                    nesterov)
     return status, value
 
 
-cdef object adam_impl(real tag, object params, object grads, object X, object y, object ws, object plan,
-                      object m, object v, long step, double lr, double beta1, double beta2, double eps,
+cdef object adam_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
+                      object m, object v, object undo, long step, double lr, double beta1, double beta2, double eps,
                       double weight_decay):
     cdef Net net
     cdef double value = NAN, x_abs
     cdef int status
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
-    unpack(tag, &net, params, grads, X, y, ws, plan, True)
+    unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
     check_state(m, net.n, typenum, "m")
     check_state(v, net.n, typenum, "v")
     cdef real* M = <real*>cnp.PyArray_DATA(<cnp.ndarray>m)
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>v)
+    cdef real* U = <real*>undo_data(undo, net.n, typenum)
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
             value = run_pass(MODE_GRADIENT, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y,
-                             net.labels, <real*>net.WS, net.plan, net.m)
-            if isfinite(value) and finite_all(<real*>net.G, net.n):
-                adam_flat(<real*>net.P, <real*>net.G, M, V, net.n, step, lr, beta1, beta2, eps, weight_decay)
-            else:
+                             net.labels, <const real*>net.SW, <real*>net.WS, net.plan, net.m)
+            if not isfinite(value):
                 status = NONFINITE
+            else:
+                status = adam_layers(<real*>net.P, <real*>net.G, M, V, U, net.plan, net.n, step, lr, beta1, beta2, eps,
+                                     weight_decay)
     return status, value
 
 
@@ -519,34 +586,40 @@ cdef inline bint is_float32(object a):
     return cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32
 
 
-def network_pass(int mode, params, grads, X, y, ws, plan, bint check=False):
+def network_pass(int mode, params, grads, X, y, sw, ws, plan, bint check=False):
     """One call over a whole float32 or float64 network: mode 0 forward, 1 loss, 2 gradients
     (into grads). params, grads, ws: 1-D of the network's dtype; X: (batch, n_in); y:
     (batch, n_out) targets, or np.intp labels (batch,) for cross_entropy, unused in forward
-    mode; plan: plan.py's for ws. check: report NaN/inf in X or y (and for gradients, a
+    mode; sw: per-row sample weights (batch,) of the network's dtype, or None; plan: plan.py's for ws. check: report NaN/inf in X or y (and for gradients, a
     non-finite loss or gradient) as the status. -> (status, loss); the forward pass leaves the
     output in the workspace."""
     if is_float32(params):
-        return pass_impl(<float>0, mode, params, grads, X, y, ws, plan, check)
-    return pass_impl(<double>0, mode, params, grads, X, y, ws, plan, check)
+        return pass_impl(<float>0, mode, params, grads, X, y, sw, ws, plan, check)
+    return pass_impl(<double>0, mode, params, grads, X, y, sw, ws, plan, check)
 
 
-def sgd_step(params, grads, X, y, ws, plan, velocity, double lr, double momentum, double weight_decay,
+def sgd_step(params, grads, X, y, sw, ws, plan, velocity, undo, double lr, double momentum, double weight_decay,
              bint nesterov):
-    """A whole training step with torch's SGD (network_pass's arrays, and the velocity
-    buffer). -> (status, loss): nothing is written unless the status is OK (0)."""
+    """A whole training step with torch's SGD (network_pass's arrays, the velocity buffer, and
+    undo: scratch of at least 2 x params for the old state). -> (status, loss): nothing is
+    written to params or velocity unless the status is OK (0); grads is left as scratch."""
     if is_float32(params):
-        return sgd_impl(<float>0, params, grads, X, y, ws, plan, velocity, lr, momentum, weight_decay, nesterov)
-    return sgd_impl(<double>0, params, grads, X, y, ws, plan, velocity, lr, momentum, weight_decay, nesterov)
+        return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+                        nesterov)
+    return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+                    nesterov)
 
 
-def adam_step(params, grads, X, y, ws, plan, m, v, long step, double lr, double beta1, double beta2,
+def adam_step(params, grads, X, y, sw, ws, plan, m, v, undo, long step, double lr, double beta1, double beta2,
               double eps, double weight_decay):
     """A whole training step with torch's Adam (network_pass's arrays, the m and v buffers,
-    this step's number from 1). -> (status, loss): nothing is written unless it is OK (0)."""
+    undo as sgd_step's, this step's number from 1). -> (status, loss): nothing is written to
+    params, m or v unless it is OK (0)."""
     if is_float32(params):
-        return adam_impl(<float>0, params, grads, X, y, ws, plan, m, v, step, lr, beta1, beta2, eps, weight_decay)
-    return adam_impl(<double>0, params, grads, X, y, ws, plan, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+                         weight_decay)
+    return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+                     weight_decay)
 
 
 # ---------------------------------------------------------------- the public kernels
@@ -604,16 +677,23 @@ def weight_gradient(const real[:, ::1] A_prev, const real[:, ::1] delta, real[:,
         derivative_cols(<real*>&delta[0, 0], NULL, NULL, &db[0], m, n, 0, n, IDENTITY)   # identity: column sums only
 
 
-def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss, int reduction):
-    """-> the loss; dLoss/dOut into grad. y: intp labels (cross_entropy) or out's shape."""
+def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss, int reduction, sw=None):
+    """-> the loss; dLoss/dOut into grad. y: intp labels (cross_entropy) or out's shape; sw:
+    per-row sample weights (batch,), or None."""
+    cdef const real[::1] weights
     cdef const real[:, ::1] Y
     cdef const Py_ssize_t[::1] labels
     cdef const real* y_ptr = NULL
     cdef const Py_ssize_t* label_ptr = NULL
+    cdef const real* sw_ptr = NULL
     cdef double value
     require(out.shape[0] > 0 and out.shape[1] > 0, "out must not be empty")
     check_matrix(grad.shape[0], grad.shape[1], out.shape[0], out.shape[1], "grad")
-    require(MSE <= loss <= BCE and MEAN <= reduction <= SUM, "unknown loss or reduction code")
+    require(MSE <= loss <= POISSON and MEAN <= reduction <= SUM, "unknown loss or reduction code")
+    if sw is not None:
+        weights = sw
+        require(weights.shape[0] == out.shape[0], f"sw must have shape ({out.shape[0]},); got ({weights.shape[0]},)")
+        sw_ptr = &weights[0]
     if loss == CROSS_ENTROPY:
         labels = y
         check_labels(labels, out.shape[0], out.shape[1])
@@ -623,25 +703,40 @@ def loss_and_output_grad(const real[:, ::1] out, y, real[:, ::1] grad, int loss,
         check_matrix(Y.shape[0], Y.shape[1], out.shape[0], out.shape[1], "y")
         y_ptr = &Y[0, 0]
     with nogil:
-        value = loss_and_gradient(&out[0, 0], y_ptr, label_ptr, &grad[0, 0], out.shape[0],
+        value = loss_and_gradient(&out[0, 0], y_ptr, label_ptr, sw_ptr, &grad[0, 0], out.shape[0],
                                   out.shape[1], loss, reduction)
     return value
 
 
 def sgd_update(real[::1] p, const real[::1] g, real[::1] velocity, double lr, double momentum,
                double weight_decay, bint nesterov):
+    """torch.optim.SGD over the flat buffers, all or nothing, g unchanged. -> applied?"""
     require(p.shape[0] > 0 and g.shape[0] == p.shape[0] and velocity.shape[0] == p.shape[0],
             "p, g and velocity must be non-empty and of one length")
+    cdef real[::1] work = np.array(g), undo = np.empty_like(np.asarray(velocity))
+    cdef Py_ssize_t n = p.shape[0]
+    cdef int flags
     with nogil:
-        sgd_flat(&p[0], &g[0], &velocity[0], p.shape[0], lr, momentum, weight_decay, nesterov)
+        flags = sgd_apply(&p[0], &work[0], &velocity[0], &undo[0], 0, n, lr, momentum, weight_decay, nesterov)
+        if flags:
+            undo_range(&p[0], &work[0], &velocity[0] if momentum != 0 else NULL, NULL, &undo[0], n, 0, n)
+    return flags == 0
 
 
 def adam_update(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, long step, double lr,
                 double beta1, double beta2, double eps, double weight_decay):
+    """torch.optim.Adam over the flat buffers, all or nothing, g unchanged. -> applied?"""
     require(p.shape[0] > 0 and g.shape[0] == p.shape[0] and m.shape[0] == p.shape[0]
             and v.shape[0] == p.shape[0], "p, g, m and v must be non-empty and of one length")
+    cdef real[::1] work = np.array(g), undo = np.empty(2 * p.shape[0], dtype=np.asarray(p).dtype)
+    cdef Py_ssize_t n = p.shape[0]
+    cdef int flags
     with nogil:
-        adam_flat(&p[0], &g[0], &m[0], &v[0], p.shape[0], step, lr, beta1, beta2, eps, weight_decay)
+        flags = adam_apply(&p[0], &work[0], &m[0], &v[0], &undo[0], n, 0, n, step, lr, beta1, beta2, eps,
+                           weight_decay)
+        if flags:
+            undo_range(&p[0], &work[0], &m[0], &v[0], &undo[0], n, 0, n)
+    return flags == 0
 
 
 def all_finite(const real[::1] a):

@@ -90,16 +90,16 @@ class CythonOps(Ops):
         _k.weight_gradient(A_prev, delta, dW, db)
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
         grad = np.empty_like(out)
-        total = _k.loss_and_output_grad(out, y, grad, loss, reduction)
+        total = _k.loss_and_output_grad(out, y, grad, loss, reduction, sw)
         return float(total), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        _k.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        return _k.sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        _k.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return _k.adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     def all_finite(self, a):
         return bool(_k.all_finite(np.ascontiguousarray(a).reshape(-1)))
@@ -114,39 +114,46 @@ class CythonOps(Ops):
     def forward(self, state, X):
         X = np.ascontiguousarray(X)
         prep = self.prepared(state, X.shape[0])
-        status, _ = prep.pass_(MODE["forward"], X, None, False)
+        status, _ = prep.pass_(MODE["forward"], X, None, None, False)
         if status:
             raise status_error(status)
         return prep.workspace.output(X.shape[0])
 
-    def loss(self, state, X, y):
+    def loss(self, state, X, y, sw=None):
         X = np.ascontiguousarray(X)
-        status, loss = self.prepared(state, X.shape[0]).pass_(MODE["loss"], X, y, False)
+        status, loss = self.prepared(state, X.shape[0]).pass_(MODE["loss"], X, y, sw, False)
         if status:
             raise status_error(status, loss)
         return float(loss)
 
-    def loss_and_grad(self, state, X, y):
+    def loss_and_grad(self, state, X, y, sw=None):
         X = np.ascontiguousarray(X)
-        status, loss = self.prepared(state, X.shape[0]).pass_(MODE["gradient"], X, y, False)
+        status, loss = self.prepared(state, X.shape[0]).pass_(MODE["gradient"], X, y, sw, False)
         if status and status != NONFINITE:
             raise status_error(status, loss)
         return float(loss)
 
-    def gradient_pass(self, state, X, y):
+    def gradient_pass(self, state, X, y, sw=None):
         X = np.ascontiguousarray(X)
-        status, loss = self.prepared(state, X.shape[0]).pass_(MODE["gradient"], X, y, True)
+        status, loss = self.prepared(state, X.shape[0]).pass_(MODE["gradient"], X, y, sw, True)
         return status, float(loss)
 
 
 class Workspace:
-    """The network's workspace for batches of up to `capacity` rows, and its plan."""
+    """The network's workspace for batches of up to `capacity` rows, and its plan; `undo()`:
+    the training steps' scratch for old optimizer state (2 x parameters, made on first use)."""
 
     def __init__(self, arch, capacity):
         self.capacity = capacity
         self.plan = make_plan(arch, capacity)
         self.buffer = np.empty(int(self.plan[WS_SIZE]), dtype=arch.dtype)
         self.out_at, self.n_out = layer_field(self.plan, arch.n_layers - 1, _A_AT), arch.sizes[-1]
+        self._undo, self._n_params = None, arch.n_params
+
+    def undo(self):
+        if self._undo is None:
+            self._undo = np.empty(2 * self._n_params, dtype=self.buffer.dtype)
+        return self._undo
 
     def output(self, batch):
         """A copy of the last forward pass's output (batch, n_out)."""
@@ -155,7 +162,7 @@ class Workspace:
 
 class Prepared:
     """The compiled calls bound to the network's buffers and workspace: `pass_(mode, X, y,
-    check)` and `steps`, the whole training steps by optimizer kind (Ops.train_step). X, y
+    sw, check)` and `steps`, the whole training steps by optimizer kind (Ops.train_step). X, y
     come from the model boundary (C-contiguous, the network's dtype; the compiled call
     re-checks what it relies on); the hyper-parameters are read from the optimizer on every
     step (a user may change opt.lr between steps)."""
@@ -165,17 +172,25 @@ class Prepared:
         params, grads, ws, plan = state.params.flat, state.grads.flat, workspace.buffer, workspace.plan
         network_pass, sgd, adam = _k.network_pass, _k.sgd_step, _k.adam_step
 
-        def pass_(mode, X, y, check):
-            return network_pass(mode, params, grads, X, y, ws, plan, check)
+        def pass_(mode, X, y, sw, check):
+            return network_pass(mode, params, grads, X, y, sw, ws, plan, check)
 
-        def sgd_step(X, y, opt):
-            return sgd(params, grads, X, y, ws, plan, opt.state["velocity"], opt.lr, opt.momentum,
+        undo = None         # the workspace's, taken at the first step (inference never allocates it)
+
+        def sgd_step(X, y, sw, opt):
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
+            return sgd(params, grads, X, y, sw, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
                        opt.weight_decay, opt.nesterov)
 
-        def adam_step(X, y, opt):
+        def adam_step(X, y, sw, opt):
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
             beta1, beta2 = opt.betas
             state = opt.state
-            return adam(params, grads, X, y, ws, plan, state["m"], state["v"], opt.step_count + 1, opt.lr,
+            return adam(params, grads, X, y, sw, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
                         beta1, beta2, opt.eps, opt.weight_decay)
 
         self.pass_ = pass_

@@ -30,3 +30,4 @@ cdef enum:
     BAD_Y = 2
     NONFINITE = 3
     BAD_PLAN = 4
+    OVERFLOW = 5

@@ -33,6 +33,8 @@ from .optimizers import adam_update, sgd_update
 _NO_LABELS = np.zeros(0, dtype=np.intp)
 _NO_TARGETS = {np.dtype(np.float32): np.zeros((0, 0), np.float32),
                np.dtype(np.float64): np.zeros((0, 0), np.float64)}
+_NO_WEIGHTS = {np.dtype(np.float32): np.zeros(0, np.float32),      # sw=None: one compiled signature
+               np.dtype(np.float64): np.zeros(0, np.float64)}
 
 
 class NumbaOps(Ops):
@@ -56,18 +58,19 @@ class NumbaOps(Ops):
         layers.weight_gradient_into(A_prev, delta, dW, db, gemm_address(delta.dtype))
         return dW, db
 
-    def loss_and_output_grad(self, out, y, loss, reduction):
+    def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
+        sw = _NO_WEIGHTS[out.dtype] if sw is None else sw
         if loss == losses.CROSS_ENTROPY:
-            total, grad = loss_and_output_grad(out, _NO_TARGETS[out.dtype], y, loss, reduction)
+            total, grad = loss_and_output_grad(out, _NO_TARGETS[out.dtype], y, sw, loss, reduction)
         else:
-            total, grad = loss_and_output_grad(out, y, _NO_LABELS, loss, reduction)
+            total, grad = loss_and_output_grad(out, y, _NO_LABELS, sw, loss, reduction)
         return float(total), grad
 
     def sgd_update(self, p, g, velocity, lr, momentum, weight_decay, nesterov):
-        sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
+        return sgd_update(p, g, velocity, lr, momentum, weight_decay, nesterov)
 
     def adam_update(self, p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
-        adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
+        return adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay)
 
     def all_finite(self, a):
         return not nonfinite_count(a)
@@ -86,34 +89,41 @@ class NumbaOps(Ops):
             raise status_error(status)
         return out
 
-    def loss(self, state, X, y):
-        status, loss = self.prepared(state, X.shape[0]).pass_(step.MODE_LOSS, X, y)
+    def loss(self, state, X, y, sw=None):
+        status, loss = self.prepared(state, X.shape[0]).pass_(step.MODE_LOSS, X, y, sw)
         if status:
             raise status_error(status, loss)
         return loss
 
-    def loss_and_grad(self, state, X, y):
-        status, loss = self.gradient_pass(state, X, y)
+    def loss_and_grad(self, state, X, y, sw=None):
+        status, loss = self.gradient_pass(state, X, y, sw)
         if status and status != NONFINITE:
             raise status_error(status, loss)
         return loss
 
-    def gradient_pass(self, state, X, y):
-        return self.prepared(state, X.shape[0]).pass_(step.MODE_GRAD, X, y)
+    def gradient_pass(self, state, X, y, sw=None):
+        return self.prepared(state, X.shape[0]).pass_(step.MODE_GRAD, X, y, sw)
 
 
 class Workspace:
-    """The network's workspace for batches of up to `capacity` rows, and its plan."""
+    """The network's workspace for batches of up to `capacity` rows, and its plan; `undo()`:
+    the training steps' scratch for old optimizer state (2 x parameters, made on first use)."""
 
     def __init__(self, arch, capacity):
         self.capacity = capacity
         self.plan = make_plan(arch, capacity, scratch=True, blas=gemm_address(arch.dtype))
         self.buffer = np.empty(int(self.plan[WS_SIZE]), dtype=arch.dtype)
+        self._undo, self._n_params = None, arch.n_params
+
+    def undo(self):
+        if self._undo is None:
+            self._undo = np.empty(2 * self._n_params, dtype=self.buffer.dtype)
+        return self._undo
 
 
 class Prepared:
     """The compiled entry points for batches of one size (view-free for tiny networks), bound
-    to the network's buffers and workspace: `pass_(mode, X, y)` and `steps`, the whole
+    to the network's buffers and workspace: `pass_(mode, X, y, sw)` and `steps`, the whole
     training steps by optimizer kind (Ops.train_step). The hyper-parameters are read from
     the optimizer on every step (a user may change opt.lr between steps)."""
 
@@ -123,19 +133,28 @@ class Prepared:
         loss_pass, sgd, adam = ((step.flat_loss, step.flat_sgd, step.flat_adam) if flat
                                 else (step.view_loss, step.view_sgd, step.view_adam))
         params, grads, ws, plan = state.params.flat, state.grads.flat, workspace.buffer, workspace.plan
+        no_weights = _NO_WEIGHTS[params.dtype]
 
-        def pass_(mode, X, y):
-            return loss_pass(mode, X, y, params, grads, ws, plan)
+        def pass_(mode, X, y, sw):
+            return loss_pass(mode, X, y, no_weights if sw is None else sw, params, grads, ws, plan)
 
-        def sgd_step(X, y, opt):
-            return sgd(X, y, params, grads, ws, plan, opt.state["velocity"], opt.lr, opt.momentum, opt.weight_decay,
-                       opt.nesterov)
+        undo = None         # the workspace's, taken at the first step (inference never allocates it)
 
-        def adam_step(X, y, opt):
+        def sgd_step(X, y, sw, opt):
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
+            return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
+                       opt.weight_decay, opt.nesterov)
+
+        def adam_step(X, y, sw, opt):
+            nonlocal undo
+            if undo is None:
+                undo = workspace.undo()
             beta1, beta2 = opt.betas
             state = opt.state
-            return adam(X, y, params, grads, ws, plan, state["m"], state["v"], opt.step_count + 1, opt.lr, beta1,
-                        beta2, opt.eps, opt.weight_decay)
+            return adam(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
+                        beta1, beta2, opt.eps, opt.weight_decay)
 
         self.pass_ = pass_
         self.steps = {"sgd": sgd_step, "adam": adam_step}

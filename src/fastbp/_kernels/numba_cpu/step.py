@@ -26,7 +26,7 @@ from .activations import activate, derivative, times_derivative_1d
 from .checks import abs_sum, nonfinite_count
 from .layers import delta_propagate_into, linear_forward_into
 from .losses import loss_and_output_grad_into
-from .optimizers import adam_update, sgd_update
+from .optimizers import adam_layers, sgd_layers, sgd_range
 from .options import JIT
 from .products import matmul_tn, matmul_tn_into
 from ..plan import (ACC_AT, ACT, A_AT, B_AT, BAD_PLAN, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS,
@@ -135,7 +135,7 @@ def _bias_gradient(delta, db, acc):
 
 
 @njit(**JIT)
-def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
+def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (is_flat):
     the same arithmetic, in the same order, as the view-based pass, as scalar loops over
     offsets into the flat buffers. -> the loss."""
@@ -164,7 +164,7 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
     n_last, z_last, a_last = plan[r + N_OUT], plan[r + Z_AT], plan[r + A_AT]
     cur = plan[r + D_AT]
     size = batch * n_last
-    total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels,
+    total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels, sw,
                                       plan[LOSS], plan[REDUCTION], ws[cur:cur + size].reshape(batch, n_last))
     if mode == MODE_LOSS:
         return total
@@ -206,11 +206,11 @@ def _flat_pass(mode, X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _forward_loss(X, y, labels, params, ws, plan):
+def _forward_loss(X, y, labels, sw, params, ws, plan):
     """Forward, the loss, and dLoss/dOut into the output layer's delta. -> the loss."""
     out = _forward(X, params, ws, plan)
     delta = _rows(ws, plan, plan[N_LAYERS] - 1, D_AT, X.shape[0])
-    return loss_and_output_grad_into(out, y, labels, plan[LOSS], plan[REDUCTION], delta)
+    return loss_and_output_grad_into(out, y, labels, sw, plan[LOSS], plan[REDUCTION], delta)
 
 
 @njit(**JIT)
@@ -239,10 +239,10 @@ def _weight_gradients(X, grads, ws, plan):
 
 
 @njit(**JIT)
-def _view_pass(mode, X, y, labels, params, grads, ws, plan):
+def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
     layers.py on views of the flat buffers (BLAS for the large products). -> the loss."""
-    total = _forward_loss(X, y, labels, params, ws, plan)
+    total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if mode != MODE_LOSS:
         _deltas(params, ws, plan, X.shape[0])
         _weight_gradients(X, grads, ws, plan)
@@ -250,65 +250,78 @@ def _view_pass(mode, X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _products_bounded(x_abs, ws, plan, m):
-    """Every weight-gradient product A_prev.T @ delta, and each of its partial sums, is
-    finite: |sum_m a_mi d_mj| <= sum|A_prev| * sum|delta|, below half the dtype's largest
-    value (NaN or inf anywhere fails the test too). x_abs: abs_sum(X)."""
+def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
+    """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
+    anything is written, with the bias gradients already in grads: every product A_prev.T @
+    delta, and each of its partial sums, satisfies |sum_m a_mi d_mj| <= sum|A_prev| *
+    sum|delta| =: B; every new weight |(1 - lr*wd) w - lr p| <= |1 - lr*wd| sum|W| + lr B;
+    every new bias is computed. Each must stay under half the dtype's largest value (NaN
+    or inf anywhere fails the test too); a step that fails it takes the stored-gradient
+    path, whose update is exact about what overflows. x_abs: abs_sum(X)."""
+    T = ws.dtype.type
     limit = np.finfo(ws.dtype).max / 2
+    lr_, wd = T(lr), T(weight_decay)
+    rate, decay = float(lr_), abs(float(T(1) - lr_ * wd))
     a_abs = x_abs
     for l in range(plan[N_LAYERS]):
-        if not a_abs * abs_sum(_rows(ws, plan, l, D_AT, m)) <= limit:
+        product = a_abs * abs_sum(_rows(ws, plan, l, D_AT, m))
+        if not (product <= limit and decay * abs_sum(_W(params, plan, l)) + rate * product <= limit):
             return False
+        b, db = _b(params, plan, l), _b(grads, plan, l)
+        for j in range(b.size):
+            if not abs(b[j] - lr_ * (db[j] + wd * b[j])) <= limit:
+                return False
         if l + 1 < plan[N_LAYERS]:
             a_abs = abs_sum(_rows(ws, plan, l, A_AT, m))
     return True
 
 
 @njit(**JIT)
-def _sgd_pass(X, x_abs, y, labels, params, grads, ws, plan, lr, weight_decay):
+def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
     (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
     re-read by an update pass (bench/results/sgd-in-gemm.md). torch's SGD rule; the
     rounding differs from the stored-gradient path by float rounding only.
 
-    Nothing is written before every product is known to be finite (_products_bounded, a pass
-    over the activations and deltas, far smaller than the weights); when that bound cannot
-    be shown, the step takes the checked path: gradients stored in grads, scanned, applied.
+    Nothing is written before every new value is known to be finite (_gemm_update_bounded:
+    a pass over the activations and deltas, far smaller than the weights, and one over the
+    weights); when that cannot be shown, the step takes the stored-gradient path: gradients
+    into grads, then the all-or-nothing update (optimizers.sgd_layers).
     -> (status, loss); grads is left as scratch."""
-    total = _forward_loss(X, y, labels, params, ws, plan)
+    total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
     m = X.shape[0]
     _deltas(params, ws, plan, m)
-    if not _products_bounded(x_abs, ws, plan, m):
+    acc = ws[plan[ACC_AT]:].view(np.float64)
+    for l in range(plan[N_LAYERS]):
+        _bias_gradient(_rows(ws, plan, l, D_AT, m), _b(grads, plan, l), acc)
+    if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
         _weight_gradients(X, grads, ws, plan)
-        if nonfinite_count(grads):
-            return NONFINITE, total
-        sgd_update(params, grads, grads[:0], lr, 0.0, weight_decay, False)
-        return OK, total
+        return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False), total
     T = ws.dtype.type
     lr_ = T(lr)
     decay = T(1) - lr_ * T(weight_decay)
-    acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
         A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_AT, m)
-        delta, db = _rows(ws, plan, l, D_AT, m), _b(grads, plan, l)
-        _bias_gradient(delta, db, acc)
-        sgd_update(_b(params, plan, l), db, db[:0], lr, 0.0, weight_decay, False)
-        if not matmul_tn_into(-lr_, A_prev, delta, decay, _W(params, plan, l), plan[BLAS_AT]):
-            g = _W(grads, plan, l)           # a product below the BLAS threshold: loops, then the update
-            matmul_tn(A_prev, delta, g, plan[BLAS_AT])
-            sgd_update(_W(params, plan, l).ravel(), g.ravel(), db[:0], lr, 0.0, weight_decay, False)
+        r = HEADER + l * FIELDS
+        w, b = plan[r + W_AT], plan[r + B_AT]
+        sgd_range(params, grads, undo, undo, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)   # the bias
+        if not matmul_tn_into(-lr_, A_prev, _rows(ws, plan, l, D_AT, m), decay, _W(params, plan, l), plan[BLAS_AT]):
+            # a product below the BLAS threshold: loops into grads, then the update
+            matmul_tn(A_prev, _rows(ws, plan, l, D_AT, m), _W(grads, plan, l), plan[BLAS_AT])
+            sgd_range(params, grads, undo, undo, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
 
 @njit(**JIT)
-def _checked(X, y, labels, params, grads, ws, plan):
-    """The arrays fit the plan, X and y are finite. -> (status, sum|X|)."""
+def _checked(X, y, labels, sw, params, grads, ws, plan):
+    """The arrays fit the plan (sw: one weight per row, or none), X and y are finite.
+    -> (status, sum|X|)."""
     L, batch = plan[N_LAYERS], X.shape[0]
     n_last = plan[HEADER + (L - 1) * FIELDS + N_OUT]
-    if (not _fits(X, params, ws, plan) or grads.size != params.size
+    if (not _fits(X, params, ws, plan) or grads.size != params.size or (sw.size != 0 and sw.size != batch)
             or (labels.size != batch if plan[LOSS] == CROSS_ENTROPY
                 else y.shape[0] != batch or y.shape[1] != n_last)):
         return BAD_PLAN, math.nan
@@ -323,10 +336,19 @@ def _checked(X, y, labels, params, grads, ws, plan):
 
 
 @njit(**JIT)
-def _checked_state(X, y, labels, params, grads, ws, plan, s1, s2):
-    """_checked, and the optimizer's state buffers s1, s2 are as long as params."""
-    status, x_abs = _checked(X, y, labels, params, grads, ws, plan)
-    if status == OK and (s1.size != params.size or s2.size != params.size):
+def _checked_state(X, y, labels, sw, params, grads, ws, plan, state, undo):
+    """_checked, and the optimizer's state buffer is as long as params, undo at least as long."""
+    status, x_abs = _checked(X, y, labels, sw, params, grads, ws, plan)
+    if status == OK and (state.size != params.size or undo.size < params.size):
+        return BAD_PLAN, math.nan
+    return status, x_abs
+
+
+@njit(**JIT)
+def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v, undo):
+    """_checked_state for Adam's two state buffers (undo: twice as long as params)."""
+    status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m, undo)
+    if status == OK and (v.size != params.size or undo.size < 2 * params.size):
         return BAD_PLAN, math.nan
     return status, x_abs
 
@@ -340,18 +362,21 @@ def _finite(status, total, grads):
 
 
 @njit(**JIT)
-def _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov):
-    status = _finite(status, total, grads)
+def _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+    """After a gradient pass that ran when status was OK: the all-or-nothing update."""
+    if status == OK and not math.isfinite(total):
+        return NONFINITE, total
     if status == OK:
-        sgd_update(params, grads, velocity, lr, momentum, weight_decay, nesterov)
+        status = sgd_layers(plan, params, grads, velocity, undo, lr, momentum, weight_decay, nesterov)
     return status, total
 
 
 @njit(**JIT)
-def _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
-    status = _finite(status, total, grads)
+def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+    if status == OK and not math.isfinite(total):
+        return NONFINITE, total
     if status == OK:
-        adam_update(params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
+        status = adam_layers(plan, params, grads, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay)
     return status, total
 
 
@@ -361,55 +386,59 @@ def _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, bet
 # bench/results/numba-compile.md). Each returns (status, loss); nothing is written to
 # params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
-# Adam steps: m and v, step_count this step's number (from 1). y: the targets (batch, n_out),
-# or for cross_entropy the class labels (batch,) (np.intp).
+# Adam steps: m and v, step_count this step's number (from 1); undo: scratch for the old
+# state values (2 x params; optimizers.py). y: the targets (batch, n_out), or for
+# cross_entropy the class labels (batch,) (np.intp); sw: per-row sample weights (batch,) of
+# the network's dtype, or an empty array for none.
 
 @njit(**JIT)
-def flat_loss(mode, X, y, params, grads, ws, plan):
+def flat_loss(mode, X, y, sw, params, grads, ws, plan):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked(X, targets, labels, params, grads, ws, plan)
-    total = _flat_pass(mode, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked(X, targets, labels, sw, params, grads, ws, plan)
+    total = _flat_pass(mode, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def view_loss(mode, X, y, params, grads, ws, plan):
+def view_loss(mode, X, y, sw, params, grads, ws, plan):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked(X, targets, labels, params, grads, ws, plan)
-    total = _view_pass(mode, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
+    status, _ = _checked(X, targets, labels, sw, params, grads, ws, plan)
+    total = _view_pass(mode, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def flat_sgd(X, y, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
+def flat_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, velocity, velocity)
-    total = _flat_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
-    return _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def view_sgd(X, y, params, grads, ws, plan, velocity, lr, momentum, weight_decay, nesterov):
+def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
     """Plain SGD (momentum 0) updates W inside its GEMM (_sgd_pass)."""
     targets, labels = targets_and_labels(X, y, plan)
-    status, x_abs = _checked_state(X, targets, labels, params, grads, ws, plan, velocity, velocity)
+    status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
     if status == OK and momentum == 0:
-        return _sgd_pass(X, x_abs, targets, labels, params, grads, ws, plan, lr, weight_decay)
-    total = _view_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
-    return _sgd_applied(status, total, params, grads, velocity, lr, momentum, weight_decay, nesterov)
+        return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def flat_adam(X, y, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+def flat_adam(X, y, sw, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, m, v)
-    total = _flat_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
-    return _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
+                         weight_decay)
 
 
 @njit(**JIT)
-def view_adam(X, y, params, grads, ws, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
+def view_adam(X, y, sw, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, params, grads, ws, plan, m, v)
-    total = _view_pass(MODE_GRAD, X, targets, labels, params, grads, ws, plan) if status == OK else math.nan
-    return _adam_applied(status, total, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
+                         weight_decay)
