@@ -232,6 +232,11 @@ cdef extern from *:
     #ifndef FASTBP_X86_PATHS
     #define FASTBP_X86_PATHS 0
     #endif
+    #if defined(__x86_64__) || defined(_M_X64)
+    #define FASTBP_BASELINE "x86-64 baseline (SSE2)"
+    #else
+    #define FASTBP_BASELINE "the build's baseline instruction set"
+    #endif
 
     #if FASTBP_X86_PATHS
     static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_activate_f32_avx512(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
@@ -1773,7 +1778,7 @@ cdef extern from *:
         {"avx512", "x86-64-v4 (AVX-512)", fastbp_usable_avx512, fastbp_activate_f32_avx512, fastbp_activate_f64_avx512, fastbp_times_derivative_f32_avx512, fastbp_times_derivative_f64_avx512, fastbp_primitive_f32_avx512, fastbp_primitive_f64_avx512},
         {"avx2", "x86-64-v3 (AVX2, FMA)", fastbp_usable_avx2, fastbp_activate_f32_avx2, fastbp_activate_f64_avx2, fastbp_times_derivative_f32_avx2, fastbp_times_derivative_f64_avx2, fastbp_primitive_f32_avx2, fastbp_primitive_f64_avx2},
     #endif
-        {"baseline", "the build's baseline instruction set (SSE2 on x86-64)", fastbp_usable_baseline, fastbp_activate_f32_baseline, fastbp_activate_f64_baseline, fastbp_times_derivative_f32_baseline, fastbp_times_derivative_f64_baseline, fastbp_primitive_f32_baseline, fastbp_primitive_f64_baseline},
+        {"baseline", FASTBP_BASELINE, fastbp_usable_baseline, fastbp_activate_f32_baseline, fastbp_activate_f64_baseline, fastbp_times_derivative_f32_baseline, fastbp_times_derivative_f64_baseline, fastbp_primitive_f32_baseline, fastbp_primitive_f64_baseline},
     };
     #define FASTBP_N_PATHS ((int)(sizeof(FASTBP_PATHS) / sizeof(FASTBP_PATHS[0])))
     /* the baseline until the module's import chooses (kernels.pyx) */

@@ -37,7 +37,7 @@ PATHS = (
     ("avx512", "x86-64-v4 (AVX-512)", "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"),
     ("avx2", "x86-64-v3 (AVX2, FMA)", "avx2,fma"),
 )
-BASELINE = ("baseline", "the build's baseline instruction set (SSE2 on x86-64)")
+BASELINE = ("baseline", None)       # described by FASTBP_BASELINE (GUARD)
 
 
 class FormulaError(ValueError):
@@ -168,8 +168,9 @@ def _path_entry(path, description, target):
     usable = " && ".join(f'__builtin_cpu_supports("{feature}")' for feature in target.split(",")) if target else "1"
     functions = ", ".join(f"fastbp_{kind}_{sfx}_{path}" for kind in ("activate", "times_derivative", "primitive")
                           for _, sfx in TYPES)
+    described = f'"{description}"' if description else "FASTBP_BASELINE"
     return [f"static int fastbp_usable_{path}(void) {{ return {usable}; }}"], \
-        f'    {{"{path}", "{description}", fastbp_usable_{path}, {functions}}},'
+        f'    {{"{path}", {described}, fastbp_usable_{path}, {functions}}},'
 
 
 # The path table and its accessors (kernels.pyx: activation_paths, set_activation_path)
@@ -215,6 +216,11 @@ GUARD = """\
 #endif
 #ifndef FASTBP_X86_PATHS
 #define FASTBP_X86_PATHS 0
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#define FASTBP_BASELINE "x86-64 baseline (SSE2)"
+#else
+#define FASTBP_BASELINE "the build's baseline instruction set"
 #endif"""
 
 
