@@ -1,5 +1,5 @@
 """The pytest-benchmark suite: every kernel and the whole training step, per backend and
-per workload, so that
+per workload (the train step also per optimizer: sgd, momentum, adam), so that
 
     pytest bench/ --benchmark-only --benchmark-group-by=param:workload
 
@@ -19,7 +19,7 @@ import os
 import pytest
 
 import fastbp as fb
-from fastbp.benchmark import peers, workloads
+from fastbp.benchmark import optimizers, peers, workloads
 
 QUICK_WORKLOADS = ("seed-2x2", "tiny-64")
 
@@ -44,6 +44,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("workload", [w.name for w in chosen], indirect=True)
     if "backend" in names:
         metafunc.parametrize("backend", fb.available_backends())
+    if "optimizer" in names:
+        metafunc.parametrize("optimizer", list(optimizers.ALL), indirect=True)
     if "implementation" in names:      # the train step: fastbp backends, auto, and the peers
         impls = [f"fastbp:{b}" for b in fb.available_backends()] + ["fastbp:auto"] + \
                 [f"peer:{p}" for p in peers.PEERS]
@@ -53,6 +55,11 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def workload(request):
     return workloads.ALL[request.param]
+
+
+@pytest.fixture
+def optimizer(request):
+    return optimizers.ALL[request.param]
 
 
 @pytest.fixture

@@ -47,13 +47,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fastbp.benchmark import threads
-    if args.threads:
-        threads.before_imports(args.threads)
-    import fastbp as fb
-    from fastbp.benchmark import peers, timing, workloads
-    if args.threads:
-        threads.after_imports(args.threads)
-        fb.set_num_threads(args.threads)
+    fb = threads.for_script(args.threads)
+    from fastbp.benchmark import optimizers, peers, timing, workloads
     print(f"threads: {args.threads or 'default'}; {threads.describe()}")
     backends = [b for b in ("numba", "cython") if b in fb.available_backends()]
     for w in workloads.select(args.workloads):
@@ -61,7 +56,7 @@ def main(argv=None):
         nets = {b: workloads.make_net(w, np.float32, b) for b in backends}
         first = next(iter(nets.values()))
         weights, biases = [W.copy() for W in first.weights], [b.copy() for b in first.biases]
-        steps = {"peer:numpy": peers.NumpyPeer().build(w, weights, biases, X, y, 0.01)}
+        steps = {"peer:numpy": peers.NumpyPeer().build(w, weights, biases, X, y, optimizers.SGD).step}
         for name, net in nets.items():
             opt = fb.SGD(0.01)
             steps[f"fastbp:{name}"] = lambda net=net, opt=opt: net.train_step(X, y, opt)

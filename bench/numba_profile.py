@@ -8,12 +8,14 @@ alone, interleaved in one process (medians of rounds), beside JAX jit and torch 
 shapes, which is how numba_cpu.products.BLAS_MIN_FLOPS was chosen.
 """
 import argparse
+import dataclasses
 import time
 
 import numpy as np
 
 import fastbp as fb
 from fastbp import validation
+from fastbp.benchmark import optimizers
 from fastbp.benchmark.workloads import ALL
 
 
@@ -66,7 +68,7 @@ def profile(w, rounds, peers):
         for peer in PEERS.values():
             if peer.name in ("jax", "torch") and peer.available()[0]:
                 step = peer.build(w, [np.array(a) for a in net.weights], [np.array(b) for b in net.biases],
-                                  X, y, 1e-4)
+                                  X, y, dataclasses.replace(optimizers.SGD, lr=1e-4)).step
                 fns["peer:" + peer.name] = timer(step, n)
     res = interleaved(fns, rounds)
     print(f"{w.name}: {w.label()}  (median of {rounds} interleaved rounds of ~10 ms)")

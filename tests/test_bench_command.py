@@ -1,5 +1,6 @@
 """`fastbp bench`: argument errors, the JSON record, the correctness guard, thread limits,
---cold and --plot. Quick runs only (about 20 s in all)."""
+--cold, --plot and --optimizer. Quick runs only (about 30 s in all)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 from fastbp import _kernels, cli
 from fastbp._kernels.reference import NumpyOps
-from fastbp.benchmark import guard, peers, timing, workloads
+from fastbp.benchmark import guard, optimizers, peers, timing, workloads
 
 QUICK = ["bench", "--quick", "--repeats", "2"]
 
@@ -56,7 +57,8 @@ def test_standard_workloads_keep_their_names_and_shapes():
 @pytest.mark.parametrize("argv", [
     ["--workloads", "nope"], ["--peers", "tensorflow"], ["--threads", "0"], ["--threads", "999"],
     ["--threads", "two"], ["--repeats", "0"], ["--dtype", "float16"], ["--backends", "no-such"],
-    ["--json", "/no/such/dir/out.json"], ["--cold", "--plot", "x.png"],
+    ["--json", "/no/such/dir/out.json"], ["--cold", "--plot", "x.png"], ["--optimizer", "rmsprop"],
+    ["--optimizer", "sgd,"], ["--cold", "--optimizer", "all"],
 ])
 def test_argument_errors_exit_nonzero_with_one_line(argv, capsys):
     code, out, err = run_cli(["bench", *argv], capsys)
@@ -171,15 +173,43 @@ def test_guard_accepts_rounding_level_differences(monkeypatch, capsys):
     assert "fastbp:planted" in out
 
 
+def run_numpy_peer(w, X, y, ref, optimizer):
+    stepper = peers.NumpyPeer().build(w, ref["weights"], ref["biases"], X, y, optimizer)
+    return guard.run_steps("numpy-peer", w, np.float32, stepper.step, stepper.params, ref)
+
+
 def test_guard_catches_a_peer_taking_a_different_step():
     w = workloads.ALL["mnist"]
     X, y = workloads.make_batch(w, np.float32)
     ref = guard.reference(w, np.float32, X, y)
-    right = peers.NumpyPeer().build(w, ref["weights"], ref["biases"], X, y, guard.LR)
-    guard.check_losses("right", w, np.float32, [right() for _ in range(guard.STEPS)], ref)
-    wrong = peers.NumpyPeer().build(w, ref["weights"], ref["biases"], X, y, 2 * guard.LR)
+    run_numpy_peer(w, X, y, ref, optimizers.SGD)
     with pytest.raises(guard.GuardError, match="step 2 loss"):
-        guard.check_losses("wrong-lr", w, np.float32, [wrong() for _ in range(guard.STEPS)], ref)
+        run_numpy_peer(w, X, y, ref, dataclasses.replace(optimizers.SGD, lr=2 * optimizers.SGD.lr))
+
+
+def test_guard_catches_an_update_the_losses_cannot_see():
+    # momentum differs from plain SGD only from the second update on, after the last loss
+    # the guard compares: the parameters must catch it
+    w = workloads.ALL["tiny-64"]
+    X, y = workloads.make_batch(w, np.float32)
+    ref = guard.reference(w, np.float32, X, y, optimizers.MOMENTUM)
+    loss_error, used = run_numpy_peer(w, X, y, ref, optimizers.MOMENTUM)
+    assert loss_error <= guard.tolerance(w, np.float32) and 0 <= used <= 1
+    stepper = peers.NumpyPeer().build(w, ref["weights"], ref["biases"], X, y, optimizers.SGD)
+    losses = [stepper.step() for _ in range(guard.STEPS)]
+    guard.check_losses("plain-sgd", w, np.float32, losses, ref)           # the losses agree...
+    with pytest.raises(guard.GuardError, match=r"same momentum update .* W\[\d\]"):
+        guard.check_params("plain-sgd", w, np.float32, stepper.params(), ref)   # ...the parameters do not
+
+
+@pytest.mark.parametrize("change", [dict(eps=1e-3), dict(betas=(0.5, 0.999)), dict(lr=1.1e-3)])
+def test_guard_catches_a_different_adam(change):
+    w = workloads.ALL["tiny-64"]
+    X, y = workloads.make_batch(w, np.float32)
+    ref = guard.reference(w, np.float32, X, y, optimizers.ADAM)
+    run_numpy_peer(w, X, y, ref, optimizers.ADAM)
+    with pytest.raises(guard.GuardError, match="adam"):
+        run_numpy_peer(w, X, y, ref, dataclasses.replace(optimizers.ADAM, **change))
 
 
 @pytest.mark.parametrize("name", ["torch", "jax", "sklearn"])
@@ -193,9 +223,12 @@ def test_each_installed_peer_computes_the_reference_step(name):
         if not peer.supports(w)[0]:
             continue
         X, y = workloads.make_batch(w, np.float32)
-        ref = guard.reference(w, np.float32, X, y)
-        step = peer.build(w, ref["weights"], ref["biases"], X, y, guard.LR)
-        guard.check_losses(name, w, np.float32, [step() for _ in range(guard.STEPS)], ref)
+        for optimizer in optimizers.ALL.values():
+            if not peer.available(optimizer)[0]:
+                continue            # jax without optax: plain SGD only
+            ref = guard.reference(w, np.float32, X, y, optimizer)
+            stepper = peer.build(w, ref["weights"], ref["biases"], X, y, optimizer)
+            guard.run_steps(name, w, np.float32, stepper.step, stepper.params, ref)
 
 
 # ---------------------------------------------------------------- interleaved timing
@@ -218,3 +251,51 @@ def test_guard_checks_the_backend_auto_chooses_even_when_not_listed(monkeypatch,
     monkeypatch.setattr(_kernels, "AUTO_PREFERENCE", ("planted",))
     code, out, err = run_cli(QUICK + ["--workloads", "seed-2x2", "--backends", "numpy", "--peers", "none"], capsys)
     assert code == 3 and "'planted'" in err.strip().splitlines()[-1]
+
+
+def test_every_optimizer_side_by_side_in_one_record(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code, out, err = run_cli(QUICK + ["--workloads", "seed-2x2", "--peers", "numpy", "--backends", "numpy",
+                                      "--optimizer", "all", "--json", str(path)], capsys)
+    assert code == 0, err
+    record = json.loads(path.read_text())
+    assert [o["name"] for o in record["optimizers"]] == ["sgd", "momentum", "adam"]
+    assert record["optimizers"][2] == dict(name="adam", lr=1e-3, betas=[0.9, 0.999], eps=1e-8)
+    entries = [(w["name"], w["optimizer"]["name"]) for w in record["workloads"]]
+    assert entries == [("seed-2x2", "sgd"), ("seed-2x2", "momentum"), ("seed-2x2", "adam")]
+    sgd = {r["name"]: r for r in record["workloads"][0]["results"]}
+    for w in record["workloads"]:
+        for r in w["results"]:
+            assert r["status"] == "ok" and 0 <= r["param_check"] <= 1
+            if w["optimizer"]["name"] == "sgd":
+                assert "time_vs_sgd" not in r
+            else:
+                assert r["time_vs_sgd"] == pytest.approx(r["median_us"] / sgd[r["name"]]["median_us"])
+    assert "; adam (lr 0.001, betas 0.9/0.999, eps 1e-08)" in out and "x sgd" in out
+    assert "per optimizer (same run)" in out
+
+
+def test_default_optimizer_is_plain_sgd(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code, out, err = run_cli(QUICK + ["--workloads", "seed-2x2", "--peers", "none", "--backends", "numpy",
+                                      "--json", str(path)], capsys)
+    assert code == 0, err
+    record = json.loads(path.read_text())
+    assert record["optimizers"] == [dict(name="sgd", lr=0.01, momentum=0.0)]
+    assert [w["optimizer"]["name"] for w in record["workloads"]] == ["sgd"]
+    assert "x sgd" not in out and "per optimizer" not in out
+
+
+def test_guard_aborts_on_a_planted_adam_update(monkeypatch, capsys):
+    planted_backend(monkeypatch, 1.0)
+    ops = sys.modules["fastbp_planted_backend"].ops
+
+    def adam_without_bias_correction(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay):
+        NumpyOps.adam_update(ops, p, g, m, v, 10**6, lr, beta1, beta2, eps, weight_decay)
+    monkeypatch.setattr(ops, "adam_update", adam_without_bias_correction)
+    code, out, err = run_cli(QUICK + ["--workloads", "tiny-64", "--backends", "numpy,planted", "--peers", "none",
+                                      "--optimizer", "adam"], capsys)
+    assert code == 3
+    line = err.strip().splitlines()[-1]
+    assert "correctness guard" in line and "fastbp:planted" in line and "adam" in line
+    assert "us/step" not in out

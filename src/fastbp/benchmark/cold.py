@@ -21,34 +21,33 @@ t0 = time.perf_counter()
 import numpy as np
 import fastbp as fb
 t1 = time.perf_counter()
-kind, name, workload, dtype = sys.argv[1:5]
+kind, name, workload, dtype, optimizer = sys.argv[1:6]
 from fastbp.benchmark.workloads import ALL, make_batch, make_net
-from fastbp.benchmark import guard, peers
-w = ALL[workload]
+from fastbp.benchmark import optimizers, peers
+w, spec = ALL[workload], optimizers.ALL[optimizer]
 X, y = make_batch(w, np.dtype(dtype))
 if kind == "fastbp":
     from fastbp._kernels import get_ops
     get_ops(name)                                   # imports the backend (and Numba, say)
     t2 = time.perf_counter()
     net = make_net(w, np.dtype(dtype), name)
-    opt = fb.SGD(guard.LR)
-    loss = net.train_step(X, y, opt)
+    loss = net.train_step(X, y, spec.fastbp())
 else:
-    __import__(peers.PEERS[name].library)
+    for module in peers.PEERS[name].libraries(spec):
+        __import__(module)
     t2 = time.perf_counter()
     ref = make_net(w, np.dtype(dtype), "numpy")
-    step = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, guard.LR)
-    loss = step()
+    loss = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, spec).step()
 t3 = time.perf_counter()
 print(json.dumps(dict(import_fastbp_s=t1 - t0, import_backend_s=t2 - t1, first_step_s=t3 - t2,
                       to_first_step_s=t3 - t0, loss=float(loss))))
 """
 
 
-def probe(kind, name, workload, dtype, env):
+def probe(kind, name, workload, dtype, env, optimizer="sgd"):
     """One fresh process -> its timings, plus the wall time of the whole process."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PROBE, kind, name, workload, dtype],
+    done = subprocess.run([sys.executable, "-c", PROBE, kind, name, workload, dtype, optimizer],
                           env=env, capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -59,8 +58,9 @@ def probe(kind, name, workload, dtype, env):
     return out
 
 
-def measure(candidates, workload, dtype, warm_runs=3, progress=None):
-    """candidates: [(kind, name)], kind "fastbp" (a backend) or "peer".
+def measure(candidates, workload, dtype, warm_runs=3, progress=None, optimizer="sgd"):
+    """candidates: [(kind, name)], kind "fastbp" (a backend) or "peer"; optimizer: a name
+    of optimizers.ALL.
     -> [{kind, name, cold: {...}, warm: {... medians over warm_runs}}]."""
     rows = []
     for i, (kind, name) in enumerate(candidates):
@@ -68,19 +68,20 @@ def measure(candidates, workload, dtype, warm_runs=3, progress=None):
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
             if progress:
                 progress(f"[{i + 1}/{len(candidates)}] {kind} {name}: cold JIT cache")
-            cold = probe(kind, name, workload, dtype, env)
+            cold = probe(kind, name, workload, dtype, env, optimizer)
             warm_samples = []
             for r in range(warm_runs):
                 if progress:
                     progress(f"[{i + 1}/{len(candidates)}] {kind} {name}: warm JIT cache, run {r + 1}/{warm_runs}")
-                warm_samples.append(probe(kind, name, workload, dtype, env))
+                warm_samples.append(probe(kind, name, workload, dtype, env, optimizer))
         warm = {k: statistics.median(s[k] for s in warm_samples) for k in cold if k != "loss"}
         rows.append(dict(kind=kind, name=name, cold=cold, warm=warm, warm_runs=warm_runs))
     return rows
 
 
-def table(rows, workload, dtype):
-    lines = [f"fastbp bench --cold: fresh processes, one {dtype} training step of {workload}; milliseconds",
+def table(rows, workload, dtype, optimizer="sgd"):
+    lines = [f"fastbp bench --cold: fresh processes, one {dtype} {optimizer} training step of {workload}; "
+             "milliseconds",
              "cold = empty NUMBA_CACHE_DIR (JIT compiles everything), warm = the cache the cold run wrote "
              "(median of the warm runs); for peers, 'import fastbp' is the harness's own import",
              f"  {'implementation':<16}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"

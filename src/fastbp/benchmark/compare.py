@@ -1,6 +1,7 @@
-"""The side-by-side comparison: per workload, every fastbp backend, backend="auto" and
-every installed peer, checked (guard.py), then timed interleaved in this process
-(timing.py). -> one plain dict, the record that report.py prints and saves.
+"""The side-by-side comparison: per workload and optimizer, every fastbp backend,
+backend="auto" and every installed peer, checked (guard.py), then timed interleaved in this
+process (timing.py), all optimizers of a workload in the same rounds so that their ratios
+are same-run ratios. -> one plain dict, the record that report.py prints and saves.
 """
 import platform
 import sys
@@ -9,7 +10,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import guard, timing
+from . import guard, optimizers as optimizer_specs, timing
 from .workloads import make_batch, make_net
 
 SETTINGS = {       # repeats, block length, warm-up per candidate, GEMM size
@@ -18,48 +19,49 @@ SETTINGS = {       # repeats, block length, warm-up per candidate, GEMM size
 }
 
 
-def fastbp_candidates(workload, dtype, backends, X, y, ref):
+def fastbp_candidates(workload, dtype, backends, optimizer, X, y, ref):
     """{label: step} for each backend and "auto", each checked against the reference."""
-    import fastbp as fb
     steps, rows = {}, []
     for backend in list(backends) + ["auto"]:
         net = make_net(workload, dtype, backend)
         net.set_params(ref["weights"], ref["biases"])
-        optimizer = fb.SGD(guard.LR)
+        rule = optimizer.fastbp()
 
-        def step(net=net, optimizer=optimizer):
-            return net.train_step(X, y, optimizer)
+        def step(net=net, rule=rule):
+            return net.train_step(X, y, rule)
         label = f"fastbp:{backend}" if backend != "auto" else f"fastbp:auto={net.backend}"
-        losses = [step() for _ in range(guard.STEPS)]
-        error = guard.check_losses(label, workload, dtype, losses, ref)
+        loss_error, param_check = guard.run_steps(label, workload, dtype, step,
+                                                  lambda net=net: (net.weights, net.biases), ref)
         steps[label] = step
         rows.append(dict(name=label, kind="fastbp", backend=net.backend, auto=backend == "auto",
-                         status="ok", check_error=error))
+                         status="ok", check_error=loss_error, param_check=param_check))
     return steps, rows
 
 
-def peer_candidates(workload, dtype, peers, absent, X, y, ref):
+def peer_candidates(workload, dtype, peers, optimizer, absent, X, y, ref):
     steps, rows = {}, []
     for peer in peers:
         label = f"peer:{peer.name}"
-        if peer.name in absent:
-            rows.append(dict(name=label, kind="peer", status="absent", reason=absent[peer.name]))
+        usable, why = (False, absent[peer.name]) if peer.name in absent else peer.available(optimizer)
+        if not usable:
+            rows.append(dict(name=label, kind="peer", status="absent", reason=why))
             continue
         ok, why = peer.supports(workload)
         if not ok:
             rows.append(dict(name=label, kind="peer", status="unsupported", reason=why))
             continue
-        step = peer.build(workload, ref["weights"], ref["biases"], X, y, guard.LR)
-        losses = [step() for _ in range(guard.STEPS)]
-        error = guard.check_losses(label, workload, dtype, losses, ref)
-        steps[label] = step
-        rows.append(dict(name=label, kind="peer", status="ok", check_error=error))
+        stepper = peer.build(workload, ref["weights"], ref["biases"], X, y, optimizer)
+        loss_error, param_check = guard.run_steps(label, workload, dtype, stepper.step, stepper.params, ref)
+        steps[label] = stepper.step
+        rows.append(dict(name=label, kind="peer", status="ok", check_error=loss_error, param_check=param_check))
     return steps, rows
 
 
-def run_workload(workload, dtype, backends, peers, absent, settings, peak_gflops, progress=None):
+def run_workload(workload, dtype, backends, peers, absent, settings, peak_gflops, progress=None,
+                 optimizers=(optimizer_specs.SGD,)):
+    """-> one record per optimizer, in the order given."""
     X, y = make_batch(workload, dtype)
-    ref = guard.reference(workload, dtype, X, y)
+    ref = guard.reference(workload, dtype, X, y, optimizers[0])
     auto_backend = make_net(workload, dtype, "auto").backend          # auto's choice for this net
     gradient_errors = {}
     for backend in dict.fromkeys(list(backends) + [auto_backend]):
@@ -67,19 +69,43 @@ def run_workload(workload, dtype, backends, peers, absent, settings, peak_gflops
             if progress:
                 progress(f"checking {backend} against the reference")
             gradient_errors[backend] = guard.check_gradients(workload, dtype, X, y, backend, ref)
-    f_steps, f_rows = fastbp_candidates(workload, dtype, backends, X, y, ref)
-    p_steps, p_rows = peer_candidates(workload, dtype, peers, absent, X, y, ref)
-    timings = timing.interleaved({**f_steps, **p_steps}, settings["repeats"], settings["block_s"],
-                                 settings["warmup_s"], progress)
-    rows = f_rows + p_rows
-    for row in rows:
-        t = timings.get(row["name"])
-        if t is None:
-            continue
-        row.update(median_us=t.median_s * 1e6, q1_us=t.q1_s * 1e6, q3_us=t.q3_s * 1e6,
-                   rounds=t.rounds, calls_per_round=t.calls_per_round,
-                   gflops=workload.flops / t.median_s / 1e9)
-        row["pct_peak"] = 100.0 * row["gflops"] / peak_gflops
+    all_steps, all_rows = {}, {}
+    for optimizer in optimizers:
+        if progress:
+            progress(f"checking every {optimizer.name} step against the reference")
+        if ref["optimizer"] != optimizer:
+            ref = guard.reference(workload, dtype, X, y, optimizer)
+        f_steps, f_rows = fastbp_candidates(workload, dtype, backends, optimizer, X, y, ref)
+        p_steps, p_rows = peer_candidates(workload, dtype, peers, optimizer, absent, X, y, ref)
+        all_rows[optimizer.name] = f_rows + p_rows
+        all_steps.update({_key(optimizer, label): step for label, step in {**f_steps, **p_steps}.items()})
+    timings = timing.interleaved(all_steps, settings["repeats"], settings["block_s"], settings["warmup_s"],
+                                 progress)
+    for optimizer in optimizers:
+        for row in all_rows[optimizer.name]:
+            t = timings.get(_key(optimizer, row["name"]))
+            if t is None:
+                continue
+            row.update(median_us=t.median_s * 1e6, q1_us=t.q1_s * 1e6, q3_us=t.q3_s * 1e6,
+                       rounds=t.rounds, calls_per_round=t.calls_per_round,
+                       gflops=workload.flops / t.median_s / 1e9)
+            row["pct_peak"] = 100.0 * row["gflops"] / peak_gflops
+    sgd_times = {r["name"]: r["median_us"] for r in all_rows.get("sgd", ()) if r["status"] == "ok"}
+    records = []
+    for optimizer in optimizers:
+        rows = all_rows[optimizer.name]
+        for row in rows:
+            if optimizer.name != "sgd" and row.get("name") in sgd_times and "median_us" in row:
+                row["time_vs_sgd"] = row["median_us"] / sgd_times[row["name"]]
+        records.append(_summary(workload, optimizer, rows, gradient_errors, dtype))
+    return records
+
+
+def _key(optimizer, label):
+    return f"{label} {optimizer.name}"
+
+
+def _summary(workload, optimizer, rows, gradient_errors, dtype):
     timed = [r for r in rows if r["status"] == "ok"]
     best = lambda rs: min(rs, key=lambda r: r["median_us"]) if rs else None   # noqa: E731
     best_fastbp = best([r for r in timed if r["kind"] == "fastbp" and not r["auto"]])
@@ -89,6 +115,7 @@ def run_workload(workload, dtype, backends, peers, absent, settings, peak_gflops
     return dict(name=workload.name, sizes=list(workload.sizes), batch=workload.batch,
                 activation=workload.activation, output_activation=workload.output_activation,
                 loss=workload.loss, n_params=workload.n_params, flops=workload.flops,
+                optimizer=dict(name=optimizer.name, **optimizer.hyperparameters()),
                 gradient_errors=gradient_errors, tolerance=guard.tolerance(workload, dtype),
                 results=rows,
                 best_fastbp=best_fastbp and best_fastbp["name"], best_peer=best_peer and best_peer["name"],
@@ -119,8 +146,10 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
-def run(workloads, dtype, backends, peers, settings, progress=None, command=None, note="", thread_limit=None):
-    """The whole comparison -> the record (a JSON-ready dict)."""
+def run(workloads, dtype, backends, peers, settings, progress=None, command=None, note="", thread_limit=None,
+        optimizers=(optimizer_specs.SGD,)):
+    """The whole comparison -> the record (a JSON-ready dict): `workloads` holds one entry
+    per workload and optimizer, the optimizers of a workload side by side."""
     from . import threads
     absent = {}
     for peer in peers:
@@ -135,7 +164,7 @@ def run(workloads, dtype, backends, peers, settings, progress=None, command=None
     records = []
     for i, workload in enumerate(workloads):
         say = (lambda m, i=i, w=workload: progress(f"[{i + 1}/{len(workloads)} {w.name}] {m}")) if progress else None
-        records.append(run_workload(workload, dtype, backends, peers, absent, settings, peak_before, say))
+        records += run_workload(workload, dtype, backends, peers, absent, settings, peak_before, say, optimizers)
     if progress:
         progress("measuring the GEMM peak again")
     peak_after = timing.gemm_peak(settings["gemm_n"], dtype=dtype)
@@ -149,7 +178,8 @@ def run(workloads, dtype, backends, peers, settings, progress=None, command=None
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=command,
         note=note, machine=machine(), thread_limit=thread_limit, threads=threads.describe(), dtype=dtype.name,
-        settings=dict(settings), learning_rate=guard.LR,
+        settings=dict(settings),
+        optimizers=[dict(name=o.name, **o.hyperparameters()) for o in optimizers],
         gemm=dict(dtype=dtype.name, n=settings["gemm_n"], gflops_before=peak_before,
                   gflops_after=peak_after, peak_gflops=peak),
         backends=list(backends), unavailable_backends=unavailable_reasons(),

@@ -87,6 +87,19 @@ def restore(before, after):
             os.sched_setaffinity(0, before["affinity"])
 
 
+def for_script(n):
+    """For the scripts in bench/: with n (not None), before_imports(n), then fastbp and its
+    backends imported, after_imports(n) and fastbp's own pool limit. -> the fastbp module."""
+    if n:
+        before_imports(n)
+    import fastbp
+    fastbp.available_backends()                 # loads the backends, so their pools exist
+    if n:
+        after_imports(n)
+        fastbp.set_num_threads(n)
+    return fastbp
+
+
 def describe():
     """The thread pools as they stand (for the JSON record)."""
     from threadpoolctl import threadpool_info

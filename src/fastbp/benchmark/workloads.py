@@ -1,5 +1,5 @@
-"""The benchmark workloads: one training step (forward + backward + SGD update) of an MLP
-on one fixed batch.
+"""The benchmark workloads: one training step (forward + backward + update, with the rule
+of optimizers.py) of an MLP on one fixed batch.
 
 The five STANDARD workloads are the ones `fastbp bench` has compared from the start; their
 names and shapes never change, so results stay comparable over time. EXTRAS add other
@@ -14,12 +14,14 @@ Flop count (`train_step_flops`): only the matrix products are counted, as the us
                                             (the input's delta is never needed)
 
 so flops = 6 * B * sum(n_in * n_out) - 2 * B * n_0 * n_1. Bias adds, activations and
-their derivatives, the loss, db sums and the SGD update are O(B * n) or O(params) and
+their derivatives, the loss, db sums and the update are O(B * n) or O(params) and
 left out (under 1% on every standard workload but seed-2x2, where nothing is compute).
 """
 from dataclasses import dataclass
 
 import numpy as np
+
+from .choices import pick
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,7 @@ ALL = {w.name: w for w in STANDARD + EXTRAS}
 
 def select(spec):
     """'a,b,c' | 'standard' | 'all' -> [Workload]; ValueError naming an unknown one."""
-    if spec in (None, "", "standard"):
-        return list(STANDARD)
-    if spec == "all":
-        return list(ALL.values())
-    chosen = []
-    for name in (s.strip() for s in spec.split(",")):
-        if name not in ALL:
-            raise ValueError(f"--workloads: unknown workload {name!r}; expected names from "
-                             f"{list(ALL)} (or 'standard', 'all')")
-        if name not in (w.name for w in chosen):
-            chosen.append(ALL[name])
-    return chosen
+    return pick(spec, ALL, "--workloads", {"standard": STANDARD, "all": ALL.values()})
 
 
 def make_batch(workload, dtype, seed=0):

@@ -19,6 +19,10 @@ def add_arguments(parser):
                         help="fastbp backends to time (default: every available one)")
     parser.add_argument("--peers", default="all", metavar="NAMES",
                         help="peers to time: numpy, torch, jax, sklearn, 'all' (default) or 'none'")
+    parser.add_argument("--optimizer", default="sgd", metavar="NAMES",
+                        help="the update each step makes, every implementation with its own optimizer: "
+                             "sgd (default: lr 0.01), momentum (lr 0.01, momentum 0.9), adam (lr 1e-3, "
+                             "betas 0.9/0.999, eps 1e-8), comma-separated, or 'all'")
     parser.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
                         help="pin the process to N CPUs and limit every thread pool to N "
                              "(default: each library's own default)")
@@ -73,11 +77,14 @@ def _backends(spec):
 
 
 def run(args):
-    from fastbp.benchmark import compare, guard, peers, report, threads, workloads
+    from fastbp.benchmark import compare, guard, optimizers, peers, report, threads, workloads
 
     # every argument is checked before anything is measured
     chosen_workloads = workloads.select(args.workloads if (args.workloads or not args.cold) else "mnist")
     chosen_peers = peers.select(args.peers)
+    chosen_optimizers = optimizers.select(args.optimizer)
+    if args.cold and len(chosen_optimizers) > 1:
+        raise ValueError(f"--cold measures one optimizer's first step; got --optimizer {args.optimizer}")
     if args.threads is not None:
         threads.check(args.threads)
     if args.json:
@@ -102,13 +109,14 @@ def run(args):
         progress = Progress()
         command = "fastbp bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
         if args.cold:
-            return _run_cold(args, backends, chosen_peers, chosen_workloads, progress)
+            return _run_cold(args, backends, chosen_peers, chosen_workloads, chosen_optimizers[0], progress)
         settings = dict(compare.SETTINGS["quick" if args.quick else "default"])
         if args.repeats:
             settings["repeats"] = args.repeats
         try:
             record = compare.run(chosen_workloads, args.dtype, backends, chosen_peers, settings,
-                                 progress, command=command, note=args.note, thread_limit=args.threads)
+                                 progress, command=command, note=args.note, thread_limit=args.threads,
+                                 optimizers=chosen_optimizers)
         except guard.GuardError as e:
             progress.done()
             print(f"fastbp bench: error: correctness guard: {e}", file=sys.stderr)
@@ -126,21 +134,22 @@ def run(args):
         threads.restore(before, after)
 
 
-def _run_cold(args, backends, chosen_peers, chosen_workloads, progress):
+def _run_cold(args, backends, chosen_peers, chosen_workloads, optimizer, progress):
     from fastbp.benchmark import cold, report
     workload = chosen_workloads[0].name
-    absent = {p.name: p.available()[1] for p in chosen_peers if not p.available()[0]}
+    absent = {p.name: p.available(optimizer)[1] for p in chosen_peers if not p.available(optimizer)[0]}
     candidates = [("fastbp", b) for b in backends] + [
         ("peer", p.name) for p in chosen_peers if p.name not in absent and p.supports(chosen_workloads[0])[0]]
     warm_runs = 1 if args.quick else (args.repeats or 3)
-    rows = cold.measure(candidates, workload, args.dtype, warm_runs, progress)
+    rows = cold.measure(candidates, workload, args.dtype, warm_runs, progress, optimizer.name)
     progress.done()
-    print(cold.table(rows, workload, args.dtype))
+    print(cold.table(rows, workload, args.dtype, optimizer.name))
     for name, why in absent.items():
         print(f"  peer:{name:<11} absent ({why})")
     if args.json:
         from fastbp.benchmark.compare import machine
-        report.write_json(dict(kind="cold", workload=workload, dtype=args.dtype, machine=machine(),
+        report.write_json(dict(kind="cold", workload=workload, dtype=args.dtype, optimizer=optimizer.name,
+                               machine=machine(),
                                absent_peers=absent, results=rows, note=args.note), args.json)
         print(f"\nrecord written to {args.json}")
     return 0
