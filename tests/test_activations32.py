@@ -13,14 +13,13 @@ sparser ones (Numba's float64 primitives are libm's own).
 And every activation f and f' of the table on every Cython path, float32 and float64, close to
 the float64 reference over a dense sweep (ACTIVATION_TOL).
 """
-import contextlib
-
 import numpy as np
 import pytest
 
 import fastbp as fb
 from fastbp import activations as act
 from fastbp._kernels import reference
+from conftest import cython_paths, on_cython_path
 
 F32 = np.float32
 TINY = np.finfo(F32).tiny
@@ -65,31 +64,9 @@ def numba_exp(x):
     return out
 
 
-def cython_paths():
-    """The instruction-set paths of the Cython loops this CPU can run (["unbuilt"] without them)."""
-    try:
-        from fastbp._kernels.cython_cpu import kernels as C
-    except ImportError:
-        return ["unbuilt"]
-    return [name for name, _ in C.activation_paths()]
-
-
-@contextlib.contextmanager
-def on_path(path):
-    """The Cython kernels with their loops on `path`, restored after."""
-    if "cython" not in fb.available_backends():
-        pytest.skip("cython backend not usable here")
-    from fastbp._kernels.cython_cpu import kernels as C
-    old = C.set_activation_path(path)
-    try:
-        yield C
-    finally:
-        C.set_activation_path(old)
-
-
 def cython_primitive(path, name):
     def evaluate(x):
-        with on_path(path) as C:
+        with on_cython_path(path) as C:
             out = np.empty_like(x)
             C.evaluate_primitive(name, x, out)
             return out
@@ -166,7 +143,7 @@ def test_cython_float64_primitives_are_libm_accurate(path, name):
 
 @pytest.mark.parametrize("path", PATHS)
 def test_cython_float64_activations_are_libm(path):
-    with on_path(path) as C:
+    with on_cython_path(path) as C:
         x = np.linspace(-30, 30, 10001).reshape(-1, 1)
         Z, A = np.empty_like(x), np.empty_like(x)
         for code, ref in ((act.TANH, np.tanh), (act.SIGMOID, sigmoid64)):
@@ -190,7 +167,7 @@ def test_cython_activations_on_every_path(path, name, dtype):
     z = np.concatenate([np.linspace(-30, 30, 60_001), np.geomspace(1e-30, 1e4, 2_001),
                         -np.geomspace(1e-30, 1e4, 2_001)]).astype(dtype)
     code = act.CODES[name]
-    with on_path(path) as C:
+    with on_cython_path(path) as C:
         Z, A = np.empty((z.size, 1), dtype), np.empty((z.size, 1), dtype)
         C.linear_forward(z.reshape(-1, 1), np.ones((1, 1), dtype), np.zeros(1, dtype), Z, A, code)
         D = np.ones_like(Z)

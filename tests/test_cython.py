@@ -144,14 +144,16 @@ def test_fused_step_matches_reference(dtype, loss, reduction, output, optimizer)
 
 
 @pytest.mark.parametrize("activation", activations.NAMES)
-def test_every_activation_in_the_fused_pass(activation):
+def test_every_activation_in_the_fused_pass(cython_path, dtype, activation):
+    """On each instruction-set path: the fused pass runs the derivative loops that also sum
+    the bias gradient (the kernels' activation_backward runs the plain ones)."""
     rng = np.random.default_rng(8)
-    nets = pair(np.float64, activation=activation, output=activation)
+    nets = pair(dtype, activation=activation, output=activation)
     X, y = batch(rng, 13, "mse")
     grads = [net.loss_and_grad(X, y) for net in nets]
-    np.testing.assert_allclose(grads[1][0], grads[0][0], **tolerance(np.float64))
+    np.testing.assert_allclose(grads[1][0], grads[0][0], **tolerance(dtype))
     for a, b in zip(grads[1][1] + grads[1][2], grads[0][1] + grads[0][2]):
-        np.testing.assert_allclose(a, b, **tolerance(np.float64))
+        np.testing.assert_allclose(a, b, **tolerance(dtype))
 
 
 def test_fused_step_matches_cython_composed_kernels(dtype):
