@@ -32,6 +32,7 @@ if kind == "fastbp":
     t2 = time.perf_counter()
     net = make_net(w, np.dtype(dtype), name)
     loss = net.train_step(X, y, spec.fastbp())
+    name = net.backend                              # what "auto" chose
 else:
     for module in peers.PEERS[name].libraries(spec):
         __import__(module)
@@ -40,7 +41,7 @@ else:
     loss = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, spec).step()
 t3 = time.perf_counter()
 print(json.dumps(dict(import_fastbp_s=t1 - t0, import_backend_s=t2 - t1, first_step_s=t3 - t2,
-                      to_first_step_s=t3 - t0, loss=float(loss))))
+                      to_first_step_s=t3 - t0, loss=float(loss), ran_on=name)))
 """
 
 
@@ -74,7 +75,8 @@ def measure(candidates, workload, dtype, warm_runs=3, progress=None, optimizer="
                 if progress:
                     progress(f"[{i + 1}/{len(candidates)}] {kind} {name}: warm JIT cache, run {r + 1}/{warm_runs}")
                 warm_samples.append(probe(kind, name, workload, dtype, env, optimizer))
-        warm = {k: statistics.median(s[k] for s in warm_samples) for k in cold if k != "loss"}
+        warm = {k: statistics.median(s[k] for s in warm_samples) for k in cold if k not in ("loss", "ran_on")}
+        warm["ran_on"] = cold["ran_on"]
         rows.append(dict(kind=kind, name=name, cold=cold, warm=warm, warm_runs=warm_runs))
     return rows
 
@@ -84,12 +86,13 @@ def table(rows, workload, dtype, optimizer="sgd"):
              "milliseconds",
              "cold = empty NUMBA_CACHE_DIR (JIT compiles everything), warm = the cache the cold run wrote "
              "(median of the warm runs); for peers, 'import fastbp' is the harness's own import",
-             f"  {'implementation':<16}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
+             f"  {'implementation':<20}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
              f"{'to 1st step':>13}{'process':>10}"]
     for r in rows:
         for which in ("cold", "warm"):
             m = r[which]
-            lines.append(f"  {(r['kind'] + ':' + r['name']):<16}"
+            label = r["kind"] + ":" + r["name"] + (f"={m['ran_on']}" if r["name"] == "auto" else "")
+            lines.append(f"  {label:<20}"
                          + "".join(f"{1e3 * m[k]:>{w},.0f}" for k, w in (
                              ("import_fastbp_s", 15), ("import_backend_s", 16), ("first_step_s", 12),
                              ("to_first_step_s", 13), ("process_s", 10)))
