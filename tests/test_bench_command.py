@@ -134,6 +134,7 @@ def test_cold_start_runs_fresh_processes(tmp_path, capsys):
         for which in ("cold", "warm"):
             m = row[which]
             assert 0 < m["import_fastbp_s"] < m["to_first_step_s"] <= m["process_s"]
+            assert 0 < m["to_first_step_cpu_s"]
     chosen = subprocess.run([sys.executable, "-c", "from fastbp import _kernels; print(_kernels.resolve('auto'))"],
                             capture_output=True, text=True, timeout=120).stdout.strip()   # in a child: no fixture
     assert rows[0]["cold"]["ran_on"] == "numpy" and rows[1]["cold"]["ran_on"] == chosen

@@ -17,7 +17,7 @@ import time
 
 PROBE = r"""
 import json, sys, time
-t0 = time.perf_counter()
+t0, cpu0 = time.perf_counter(), time.process_time()
 import numpy as np
 import fastbp as fb
 t1 = time.perf_counter()
@@ -39,9 +39,9 @@ else:
     t2 = time.perf_counter()
     ref = make_net(w, np.dtype(dtype), "numpy")
     loss = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, spec).step()
-t3 = time.perf_counter()
+t3, cpu3 = time.perf_counter(), time.process_time()
 print(json.dumps(dict(import_fastbp_s=t1 - t0, import_backend_s=t2 - t1, first_step_s=t3 - t2,
-                      to_first_step_s=t3 - t0, loss=float(loss), ran_on=name)))
+                      to_first_step_s=t3 - t0, to_first_step_cpu_s=cpu3 - cpu0, loss=float(loss), ran_on=name)))
 """
 
 
@@ -85,9 +85,11 @@ def table(rows, workload, dtype, optimizer="sgd"):
     lines = [f"fastbp bench --cold: fresh processes, one {dtype} {optimizer} training step of {workload}; "
              "milliseconds",
              "cold = empty NUMBA_CACHE_DIR (JIT compiles everything), warm = the cache the cold run wrote "
-             "(median of the warm runs); for peers, 'import fastbp' is the harness's own import",
+             "(median of the warm runs); for peers, 'import fastbp' is the harness's own import; "
+             "(CPU): the process's CPU time to the first step's end, every thread's (on a loaded machine "
+             "the wall time waits for a core too)",
              f"  {'implementation':<20}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
-             f"{'to 1st step':>13}{'process':>10}"]
+             f"{'to 1st step':>13}{'(CPU)':>8}{'process':>10}"]
     for r in rows:
         for which in ("cold", "warm"):
             m = r[which]
@@ -95,6 +97,6 @@ def table(rows, workload, dtype, optimizer="sgd"):
             lines.append(f"  {label:<20}"
                          + "".join(f"{1e3 * m[k]:>{w},.0f}" for k, w in (
                              ("import_fastbp_s", 15), ("import_backend_s", 16), ("first_step_s", 12),
-                             ("to_first_step_s", 13), ("process_s", 10)))
+                             ("to_first_step_s", 13), ("to_first_step_cpu_s", 8), ("process_s", 10)))
                          + f"  {which}")
     return "\n".join(lines)
