@@ -224,6 +224,510 @@ cdef extern from *:
         return (t + ((z * fastbp_sigmoid_f64(z)) * (((double)FASTBP_ONE) - (t * t))));
     }
 
+    FASTBP_INLINE void fastbp_activate_f32(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
+        Py_ssize_t i, j, rows = m;
+        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
+        switch (code) {
+        case 0:    /* identity */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f32(zr[j]);
+            }
+            break;
+        case 1:    /* sigmoid */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f32(zr[j]);
+            }
+            break;
+        case 2:    /* tanh */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f32(zr[j]);
+            }
+            break;
+        case 3:    /* relu */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f32(zr[j]);
+            }
+            break;
+        case 4:    /* leaky_relu */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f32(zr[j]);
+            }
+            break;
+        case 5:    /* elu */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f32(zr[j]);
+            }
+            break;
+        case 6:    /* softplus */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f32(zr[j]);
+            }
+            break;
+        case 7:    /* gelu */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f32(zr[j]);
+            }
+            break;
+        case 8:    /* silu */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f32(zr[j]);
+            }
+            break;
+        case 9:    /* selu */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f32(zr[j]);
+            }
+            break;
+        case 10:    /* mish */
+            for (i = 0; i < rows; i++) {
+                const float* zr = z + i * ld; float* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f32(zr[j]);
+            }
+            break;
+        default:
+            for (i = 0; i < rows; i++)
+                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
+        }
+    }
+
+    FASTBP_INLINE void fastbp_times_derivative_f32(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
+        Py_ssize_t i, j, rows = m;
+        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
+        switch (code) {
+        case 0:    /* identity */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 1:    /* sigmoid */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 2:    /* tanh */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 3:    /* relu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 4:    /* leaky_relu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 5:    /* elu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 6:    /* softplus */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 7:    /* gelu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 8:    /* silu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 9:    /* selu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 10:    /* mish */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]);
+                }
+            }
+            break;
+        default:
+            for (i = 0; i < rows; i++)
+                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
+        }
+    }
+
+    FASTBP_INLINE void fastbp_primitive_f32(int code, const float* z, float* a, Py_ssize_t n) {
+        Py_ssize_t j;
+        switch (code) {
+        case 0:    /* exp */
+            for (j = 0; j < n; j++) a[j] = fastbp_exp_f32(z[j]);
+            break;
+        case 1:    /* expm1 */
+            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f32(z[j]);
+            break;
+        case 2:    /* log1p */
+            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f32(z[j]);
+            break;
+        case 3:    /* tanh */
+            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f32(z[j]);
+            break;
+        case 4:    /* sigmoid */
+            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f32(z[j]);
+            break;
+        default:
+            for (j = 0; j < n; j++) a[j] = NAN;
+        }
+    }
+
+    FASTBP_INLINE void fastbp_activate_f64(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
+        Py_ssize_t i, j, rows = m;
+        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
+        switch (code) {
+        case 0:    /* identity */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f64(zr[j]);
+            }
+            break;
+        case 1:    /* sigmoid */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f64(zr[j]);
+            }
+            break;
+        case 2:    /* tanh */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f64(zr[j]);
+            }
+            break;
+        case 3:    /* relu */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f64(zr[j]);
+            }
+            break;
+        case 4:    /* leaky_relu */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f64(zr[j]);
+            }
+            break;
+        case 5:    /* elu */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f64(zr[j]);
+            }
+            break;
+        case 6:    /* softplus */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f64(zr[j]);
+            }
+            break;
+        case 7:    /* gelu */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f64(zr[j]);
+            }
+            break;
+        case 8:    /* silu */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f64(zr[j]);
+            }
+            break;
+        case 9:    /* selu */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f64(zr[j]);
+            }
+            break;
+        case 10:    /* mish */
+            for (i = 0; i < rows; i++) {
+                const double* zr = z + i * ld; double* ar = a + i * ld;
+                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f64(zr[j]);
+            }
+            break;
+        default:
+            for (i = 0; i < rows; i++)
+                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
+        }
+    }
+
+    FASTBP_INLINE void fastbp_times_derivative_f64(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
+        Py_ssize_t i, j, rows = m;
+        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
+        switch (code) {
+        case 0:    /* identity */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 1:    /* sigmoid */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 2:    /* tanh */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 3:    /* relu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 4:    /* leaky_relu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 5:    /* elu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 6:    /* softplus */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 7:    /* gelu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 8:    /* silu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 9:    /* selu */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        case 10:    /* mish */
+            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
+                }
+            } else {
+                for (i = 0; i < rows; i++) {
+                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
+                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]);
+                }
+            }
+            break;
+        default:
+            for (i = 0; i < rows; i++)
+                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
+        }
+    }
+
+    FASTBP_INLINE void fastbp_primitive_f64(int code, const double* z, double* a, Py_ssize_t n) {
+        Py_ssize_t j;
+        switch (code) {
+        case 0:    /* exp */
+            for (j = 0; j < n; j++) a[j] = fastbp_exp_f64(z[j]);
+            break;
+        case 1:    /* expm1 */
+            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f64(z[j]);
+            break;
+        case 2:    /* log1p */
+            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f64(z[j]);
+            break;
+        case 3:    /* tanh */
+            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f64(z[j]);
+            break;
+        case 4:    /* sigmoid */
+            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f64(z[j]);
+            break;
+        default:
+            for (j = 0; j < n; j++) a[j] = NAN;
+        }
+    }
+
     #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && defined(__has_attribute)
     #if __has_attribute(target) && (defined(__clang__) ? __clang_major__ >= 14 : __GNUC__ >= 6)
     #define FASTBP_X86_PATHS 1
@@ -239,1524 +743,30 @@ cdef extern from *:
     #endif
 
     #if FASTBP_X86_PATHS
-    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_activate_f32_avx512(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
-        Py_ssize_t i, j, rows = m;
-        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f32(zr[j]);
-            }
-            break;
-        case 1:    /* sigmoid */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f32(zr[j]);
-            }
-            break;
-        case 2:    /* tanh */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f32(zr[j]);
-            }
-            break;
-        case 3:    /* relu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f32(zr[j]);
-            }
-            break;
-        case 4:    /* leaky_relu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f32(zr[j]);
-            }
-            break;
-        case 5:    /* elu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f32(zr[j]);
-            }
-            break;
-        case 6:    /* softplus */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f32(zr[j]);
-            }
-            break;
-        case 7:    /* gelu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f32(zr[j]);
-            }
-            break;
-        case 8:    /* silu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f32(zr[j]);
-            }
-            break;
-        case 9:    /* selu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f32(zr[j]);
-            }
-            break;
-        case 10:    /* mish */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f32(zr[j]);
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_times_derivative_f32_avx512(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
-        Py_ssize_t i, j, rows = m;
-        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 1:    /* sigmoid */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 2:    /* tanh */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 3:    /* relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 4:    /* leaky_relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 5:    /* elu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 6:    /* softplus */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 7:    /* gelu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 8:    /* silu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 9:    /* selu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 10:    /* mish */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_primitive_f32_avx512(int code, const float* z, float* a, Py_ssize_t n) {
-        Py_ssize_t j;
-        switch (code) {
-        case 0:    /* exp */
-            for (j = 0; j < n; j++) a[j] = fastbp_exp_f32(z[j]);
-            break;
-        case 1:    /* expm1 */
-            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f32(z[j]);
-            break;
-        case 2:    /* log1p */
-            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f32(z[j]);
-            break;
-        case 3:    /* tanh */
-            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f32(z[j]);
-            break;
-        case 4:    /* sigmoid */
-            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f32(z[j]);
-            break;
-        default:
-            for (j = 0; j < n; j++) a[j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_activate_f64_avx512(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
-        Py_ssize_t i, j, rows = m;
-        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f64(zr[j]);
-            }
-            break;
-        case 1:    /* sigmoid */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f64(zr[j]);
-            }
-            break;
-        case 2:    /* tanh */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f64(zr[j]);
-            }
-            break;
-        case 3:    /* relu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f64(zr[j]);
-            }
-            break;
-        case 4:    /* leaky_relu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f64(zr[j]);
-            }
-            break;
-        case 5:    /* elu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f64(zr[j]);
-            }
-            break;
-        case 6:    /* softplus */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f64(zr[j]);
-            }
-            break;
-        case 7:    /* gelu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f64(zr[j]);
-            }
-            break;
-        case 8:    /* silu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f64(zr[j]);
-            }
-            break;
-        case 9:    /* selu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f64(zr[j]);
-            }
-            break;
-        case 10:    /* mish */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f64(zr[j]);
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_times_derivative_f64_avx512(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
-        Py_ssize_t i, j, rows = m;
-        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 1:    /* sigmoid */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 2:    /* tanh */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 3:    /* relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 4:    /* leaky_relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 5:    /* elu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 6:    /* softplus */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 7:    /* gelu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 8:    /* silu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 9:    /* selu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 10:    /* mish */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_primitive_f64_avx512(int code, const double* z, double* a, Py_ssize_t n) {
-        Py_ssize_t j;
-        switch (code) {
-        case 0:    /* exp */
-            for (j = 0; j < n; j++) a[j] = fastbp_exp_f64(z[j]);
-            break;
-        case 1:    /* expm1 */
-            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f64(z[j]);
-            break;
-        case 2:    /* log1p */
-            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f64(z[j]);
-            break;
-        case 3:    /* tanh */
-            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f64(z[j]);
-            break;
-        case 4:    /* sigmoid */
-            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f64(z[j]);
-            break;
-        default:
-            for (j = 0; j < n; j++) a[j] = NAN;
-        }
-    }
-
+    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_activate_f32_avx512(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) { fastbp_activate_f32(code, z, a, m, ld, j0, j1); }
+    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_times_derivative_f32_avx512(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) { fastbp_times_derivative_f32(code, d, z, a, m, ld, j0, j1, acc); }
+    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_primitive_f32_avx512(int code, const float* z, float* a, Py_ssize_t n) { fastbp_primitive_f32(code, z, a, n); }
+    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_activate_f64_avx512(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) { fastbp_activate_f64(code, z, a, m, ld, j0, j1); }
+    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_times_derivative_f64_avx512(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) { fastbp_times_derivative_f64(code, d, z, a, m, ld, j0, j1, acc); }
+    static __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void fastbp_primitive_f64_avx512(int code, const double* z, double* a, Py_ssize_t n) { fastbp_primitive_f64(code, z, a, n); }
     static int fastbp_usable_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
-    static __attribute__((target("avx2,fma"))) void fastbp_activate_f32_avx2(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
-        Py_ssize_t i, j, rows = m;
-        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f32(zr[j]);
-            }
-            break;
-        case 1:    /* sigmoid */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f32(zr[j]);
-            }
-            break;
-        case 2:    /* tanh */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f32(zr[j]);
-            }
-            break;
-        case 3:    /* relu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f32(zr[j]);
-            }
-            break;
-        case 4:    /* leaky_relu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f32(zr[j]);
-            }
-            break;
-        case 5:    /* elu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f32(zr[j]);
-            }
-            break;
-        case 6:    /* softplus */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f32(zr[j]);
-            }
-            break;
-        case 7:    /* gelu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f32(zr[j]);
-            }
-            break;
-        case 8:    /* silu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f32(zr[j]);
-            }
-            break;
-        case 9:    /* selu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f32(zr[j]);
-            }
-            break;
-        case 10:    /* mish */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f32(zr[j]);
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx2,fma"))) void fastbp_times_derivative_f32_avx2(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
-        Py_ssize_t i, j, rows = m;
-        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 1:    /* sigmoid */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 2:    /* tanh */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 3:    /* relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 4:    /* leaky_relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 5:    /* elu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 6:    /* softplus */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 7:    /* gelu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 8:    /* silu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 9:    /* selu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 10:    /* mish */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx2,fma"))) void fastbp_primitive_f32_avx2(int code, const float* z, float* a, Py_ssize_t n) {
-        Py_ssize_t j;
-        switch (code) {
-        case 0:    /* exp */
-            for (j = 0; j < n; j++) a[j] = fastbp_exp_f32(z[j]);
-            break;
-        case 1:    /* expm1 */
-            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f32(z[j]);
-            break;
-        case 2:    /* log1p */
-            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f32(z[j]);
-            break;
-        case 3:    /* tanh */
-            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f32(z[j]);
-            break;
-        case 4:    /* sigmoid */
-            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f32(z[j]);
-            break;
-        default:
-            for (j = 0; j < n; j++) a[j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx2,fma"))) void fastbp_activate_f64_avx2(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
-        Py_ssize_t i, j, rows = m;
-        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f64(zr[j]);
-            }
-            break;
-        case 1:    /* sigmoid */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f64(zr[j]);
-            }
-            break;
-        case 2:    /* tanh */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f64(zr[j]);
-            }
-            break;
-        case 3:    /* relu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f64(zr[j]);
-            }
-            break;
-        case 4:    /* leaky_relu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f64(zr[j]);
-            }
-            break;
-        case 5:    /* elu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f64(zr[j]);
-            }
-            break;
-        case 6:    /* softplus */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f64(zr[j]);
-            }
-            break;
-        case 7:    /* gelu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f64(zr[j]);
-            }
-            break;
-        case 8:    /* silu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f64(zr[j]);
-            }
-            break;
-        case 9:    /* selu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f64(zr[j]);
-            }
-            break;
-        case 10:    /* mish */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f64(zr[j]);
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx2,fma"))) void fastbp_times_derivative_f64_avx2(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
-        Py_ssize_t i, j, rows = m;
-        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 1:    /* sigmoid */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 2:    /* tanh */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 3:    /* relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 4:    /* leaky_relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 5:    /* elu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 6:    /* softplus */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 7:    /* gelu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 8:    /* silu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 9:    /* selu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 10:    /* mish */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
-        }
-    }
-
-    static __attribute__((target("avx2,fma"))) void fastbp_primitive_f64_avx2(int code, const double* z, double* a, Py_ssize_t n) {
-        Py_ssize_t j;
-        switch (code) {
-        case 0:    /* exp */
-            for (j = 0; j < n; j++) a[j] = fastbp_exp_f64(z[j]);
-            break;
-        case 1:    /* expm1 */
-            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f64(z[j]);
-            break;
-        case 2:    /* log1p */
-            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f64(z[j]);
-            break;
-        case 3:    /* tanh */
-            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f64(z[j]);
-            break;
-        case 4:    /* sigmoid */
-            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f64(z[j]);
-            break;
-        default:
-            for (j = 0; j < n; j++) a[j] = NAN;
-        }
-    }
-
+    static __attribute__((target("avx2,fma"))) void fastbp_activate_f32_avx2(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) { fastbp_activate_f32(code, z, a, m, ld, j0, j1); }
+    static __attribute__((target("avx2,fma"))) void fastbp_times_derivative_f32_avx2(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) { fastbp_times_derivative_f32(code, d, z, a, m, ld, j0, j1, acc); }
+    static __attribute__((target("avx2,fma"))) void fastbp_primitive_f32_avx2(int code, const float* z, float* a, Py_ssize_t n) { fastbp_primitive_f32(code, z, a, n); }
+    static __attribute__((target("avx2,fma"))) void fastbp_activate_f64_avx2(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) { fastbp_activate_f64(code, z, a, m, ld, j0, j1); }
+    static __attribute__((target("avx2,fma"))) void fastbp_times_derivative_f64_avx2(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) { fastbp_times_derivative_f64(code, d, z, a, m, ld, j0, j1, acc); }
+    static __attribute__((target("avx2,fma"))) void fastbp_primitive_f64_avx2(int code, const double* z, double* a, Py_ssize_t n) { fastbp_primitive_f64(code, z, a, n); }
     static int fastbp_usable_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
     #endif
 
-    static void fastbp_activate_f32_baseline(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
-        Py_ssize_t i, j, rows = m;
-        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f32(zr[j]);
-            }
-            break;
-        case 1:    /* sigmoid */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f32(zr[j]);
-            }
-            break;
-        case 2:    /* tanh */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f32(zr[j]);
-            }
-            break;
-        case 3:    /* relu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f32(zr[j]);
-            }
-            break;
-        case 4:    /* leaky_relu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f32(zr[j]);
-            }
-            break;
-        case 5:    /* elu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f32(zr[j]);
-            }
-            break;
-        case 6:    /* softplus */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f32(zr[j]);
-            }
-            break;
-        case 7:    /* gelu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f32(zr[j]);
-            }
-            break;
-        case 8:    /* silu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f32(zr[j]);
-            }
-            break;
-        case 9:    /* selu */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f32(zr[j]);
-            }
-            break;
-        case 10:    /* mish */
-            for (i = 0; i < rows; i++) {
-                const float* zr = z + i * ld; float* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f32(zr[j]);
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
-        }
-    }
-
-    static void fastbp_times_derivative_f32_baseline(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
-        Py_ssize_t i, j, rows = m;
-        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 1:    /* sigmoid */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 2:    /* tanh */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 3:    /* relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 4:    /* leaky_relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 5:    /* elu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 6:    /* softplus */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 7:    /* gelu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 8:    /* silu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 9:    /* selu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 10:    /* mish */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    float* dr = d + i * ld; const float* zr = z + i * ld; const float* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f32(zr[j], ar[j]);
-                }
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
-        }
-    }
-
-    static void fastbp_primitive_f32_baseline(int code, const float* z, float* a, Py_ssize_t n) {
-        Py_ssize_t j;
-        switch (code) {
-        case 0:    /* exp */
-            for (j = 0; j < n; j++) a[j] = fastbp_exp_f32(z[j]);
-            break;
-        case 1:    /* expm1 */
-            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f32(z[j]);
-            break;
-        case 2:    /* log1p */
-            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f32(z[j]);
-            break;
-        case 3:    /* tanh */
-            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f32(z[j]);
-            break;
-        case 4:    /* sigmoid */
-            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f32(z[j]);
-            break;
-        default:
-            for (j = 0; j < n; j++) a[j] = NAN;
-        }
-    }
-
-    static void fastbp_activate_f64_baseline(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) {
-        Py_ssize_t i, j, rows = m;
-        if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_identity_f64(zr[j]);
-            }
-            break;
-        case 1:    /* sigmoid */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_sigmoid_f64(zr[j]);
-            }
-            break;
-        case 2:    /* tanh */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_tanh_f64(zr[j]);
-            }
-            break;
-        case 3:    /* relu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_relu_f64(zr[j]);
-            }
-            break;
-        case 4:    /* leaky_relu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_leaky_relu_f64(zr[j]);
-            }
-            break;
-        case 5:    /* elu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_elu_f64(zr[j]);
-            }
-            break;
-        case 6:    /* softplus */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_softplus_f64(zr[j]);
-            }
-            break;
-        case 7:    /* gelu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_gelu_f64(zr[j]);
-            }
-            break;
-        case 8:    /* silu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_silu_f64(zr[j]);
-            }
-            break;
-        case 9:    /* selu */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_selu_f64(zr[j]);
-            }
-            break;
-        case 10:    /* mish */
-            for (i = 0; i < rows; i++) {
-                const double* zr = z + i * ld; double* ar = a + i * ld;
-                for (j = j0; j < j1; j++) ar[j] = fastbp_f_mish_f64(zr[j]);
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) a[i * ld + j] = NAN;
-        }
-    }
-
-    static void fastbp_times_derivative_f64_baseline(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) {
-        Py_ssize_t i, j, rows = m;
-        if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */
-        switch (code) {
-        case 0:    /* identity */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_identity_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 1:    /* sigmoid */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_sigmoid_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 2:    /* tanh */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_tanh_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 3:    /* relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_relu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 4:    /* leaky_relu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_leaky_relu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 5:    /* elu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_elu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 6:    /* softplus */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_softplus_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 7:    /* gelu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_gelu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 8:    /* silu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_silu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 9:    /* selu */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_selu_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        case 10:    /* mish */
-            if (acc != NULL) {      /* acc[j - j0] += the new d[j] */
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) { dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]); acc[j - j0] += dr[j]; }
-                }
-            } else {
-                for (i = 0; i < rows; i++) {
-                    double* dr = d + i * ld; const double* zr = z + i * ld; const double* ar = a + i * ld;
-                    for (j = j0; j < j1; j++) dr[j] = dr[j] * fastbp_df_mish_f64(zr[j], ar[j]);
-                }
-            }
-            break;
-        default:
-            for (i = 0; i < rows; i++)
-                for (j = j0; j < j1; j++) d[i * ld + j] = NAN;
-        }
-    }
-
-    static void fastbp_primitive_f64_baseline(int code, const double* z, double* a, Py_ssize_t n) {
-        Py_ssize_t j;
-        switch (code) {
-        case 0:    /* exp */
-            for (j = 0; j < n; j++) a[j] = fastbp_exp_f64(z[j]);
-            break;
-        case 1:    /* expm1 */
-            for (j = 0; j < n; j++) a[j] = fastbp_expm1_f64(z[j]);
-            break;
-        case 2:    /* log1p */
-            for (j = 0; j < n; j++) a[j] = fastbp_log1p_f64(z[j]);
-            break;
-        case 3:    /* tanh */
-            for (j = 0; j < n; j++) a[j] = fastbp_tanh_f64(z[j]);
-            break;
-        case 4:    /* sigmoid */
-            for (j = 0; j < n; j++) a[j] = fastbp_sigmoid_f64(z[j]);
-            break;
-        default:
-            for (j = 0; j < n; j++) a[j] = NAN;
-        }
-    }
-
+    static void fastbp_activate_f32_baseline(int code, const float* z, float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) { fastbp_activate_f32(code, z, a, m, ld, j0, j1); }
+    static void fastbp_times_derivative_f32_baseline(int code, float* d, const float* z, const float* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) { fastbp_times_derivative_f32(code, d, z, a, m, ld, j0, j1, acc); }
+    static void fastbp_primitive_f32_baseline(int code, const float* z, float* a, Py_ssize_t n) { fastbp_primitive_f32(code, z, a, n); }
+    static void fastbp_activate_f64_baseline(int code, const double* z, double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1) { fastbp_activate_f64(code, z, a, m, ld, j0, j1); }
+    static void fastbp_times_derivative_f64_baseline(int code, double* d, const double* z, const double* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc) { fastbp_times_derivative_f64(code, d, z, a, m, ld, j0, j1, acc); }
+    static void fastbp_primitive_f64_baseline(int code, const double* z, double* a, Py_ssize_t n) { fastbp_primitive_f64(code, z, a, n); }
     static int fastbp_usable_baseline(void) { return 1; }
 
     typedef struct {

@@ -124,17 +124,31 @@ def _block_loop(rows_at, statement):
     return ["for (i = 0; i < rows; i++) {", f"    {rows_at}", f"    for (j = j0; j < j1; j++) {statement}", "}"]
 
 
-def _loops(path, target):
-    """The loops of one path, for both float types: over a block of rows (m rows of ld
-    elements, columns [j0, j1); whole rows are one flat loop) and, for the tests, over a vector."""
-    attribute = f'__attribute__((target("{target}"))) ' if target else ""
+def _signatures(ctype):
+    """{kind: (parameters, arguments)} of the loops of one float type."""
+    return {
+        "activate": (f"int code, const {ctype}* z, {ctype}* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, "
+                     "Py_ssize_t j1", "code, z, a, m, ld, j0, j1"),
+        "times_derivative": (f"int code, {ctype}* d, const {ctype}* z, const {ctype}* a, Py_ssize_t m, "
+                             "Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc",
+                             "code, d, z, a, m, ld, j0, j1, acc"),
+        "primitive": (f"int code, const {ctype}* z, {ctype}* a, Py_ssize_t n", "code, z, a, n"),
+    }
+
+
+def _loops():
+    """The loops, for both float types, written once and inlined into each path's functions
+    (_path_functions), where the compiler vectorizes them for that path's instruction set:
+    over a block of rows (m rows of ld elements, columns [j0, j1); whole rows are one flat
+    loop) and, for the tests, over a vector."""
     table = list(enumerate(activations.TABLE))
     out = []
     for ctype, sfx in TYPES:
+        signature = {kind: f"FASTBP_INLINE void fastbp_{kind}_{sfx}({params})"
+                     for kind, (params, _) in _signatures(ctype).items()}
         rows_at = f"const {ctype}* zr = z + i * ld; {ctype}* ar = a + i * ld;"
         out += _switch(
-            f"static {attribute}void fastbp_activate_{sfx}_{path}(int code, const {ctype}* z, {ctype}* a, "
-            f"Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1)",
+            signature["activate"],
             ["Py_ssize_t i, j, rows = m;",
              "if (j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */"],
             [(c, e.name, _block_loop(rows_at, f"ar[j] = fastbp_{e.f.__name__}_{sfx}(zr[j]);")) for c, e in table],
@@ -143,8 +157,7 @@ def _loops(path, target):
         rows_at = f"{ctype}* dr = d + i * ld; const {ctype}* zr = z + i * ld; const {ctype}* ar = a + i * ld;"
         body = f"dr[j] = dr[j] * fastbp_{{}}_{sfx}(zr[j], ar[j]);"
         out += _switch(
-            f"static {attribute}void fastbp_times_derivative_{sfx}_{path}(int code, {ctype}* d, const {ctype}* z, "
-            f"const {ctype}* a, Py_ssize_t m, Py_ssize_t ld, Py_ssize_t j0, Py_ssize_t j1, double* acc)",
+            signature["times_derivative"],
             ["Py_ssize_t i, j, rows = m;",
              "if (acc == NULL && j0 == 0 && j1 == ld) { rows = 1; j1 = m * ld; }      /* one flat loop */"],
             [(c, e.name, ["if (acc != NULL) {      /* acc[j - j0] += the new d[j] */"]
@@ -155,13 +168,20 @@ def _loops(path, target):
             ["for (i = 0; i < rows; i++)", "    for (j = j0; j < j1; j++) d[i * ld + j] = NAN;"])
         out += [""]
         out += _switch(
-            f"static {attribute}void fastbp_primitive_{sfx}_{path}(int code, const {ctype}* z, {ctype}* a, Py_ssize_t n)",
+            signature["primitive"],
             ["Py_ssize_t j;"],
             [(i, name, [f"for (j = 0; j < n; j++) a[j] = fastbp_{name}_{sfx}(z[j]);"])
              for i, name in enumerate(activations.PRIMITIVES)],
             ["for (j = 0; j < n; j++) a[j] = NAN;"])
         out += [""]
     return out
+
+
+def _path_functions(path, target):
+    """One path's functions: the loops inlined under its `target` attribute."""
+    attribute = f'__attribute__((target("{target}"))) ' if target else ""
+    return [f"static {attribute}void fastbp_{kind}_{sfx}_{path}({params}) {{ fastbp_{kind}_{sfx}({args}); }}"
+            for ctype, sfx in TYPES for kind, (params, args) in _signatures(ctype).items()]
 
 
 def _path_entry(path, description, target):
@@ -233,15 +253,15 @@ def c_source():
             for fn in (entry.f, entry.df):
                 out += c_function(fn, known, ctype, sfx) + [""]
                 known.append(fn.__name__)
-    out += GUARD.split("\n") + ["", "#if FASTBP_X86_PATHS"]
+    out += _loops() + GUARD.split("\n") + ["", "#if FASTBP_X86_PATHS"]
     entries = []
     for path, description, target in PATHS:
         usable, entry = _path_entry(path, description, target)
-        out += _loops(path, target) + usable + [""]
+        out += _path_functions(path, target) + usable + [""]
         entries.append(entry)
     out += ["#endif", ""]
     usable, entry = _path_entry(BASELINE[0], BASELINE[1], "")
-    out += _loops(BASELINE[0], "") + usable + [""]
+    out += _path_functions(BASELINE[0], "") + usable + [""]
     entries = ["#if FASTBP_X86_PATHS"] + entries + ["#endif", entry]
     out += DISPATCH.replace("@ENTRIES@", "\n".join(entries)).split("\n")
     return out
