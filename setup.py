@@ -78,8 +78,10 @@ def configure(ext, openmp, numpy_include):
         omp = [OPENMP_FLAG] if openmp and "prange" in f.read() else []   # only modules with prange loops
     ext.include_dirs.append(numpy_include)
     # -fno-trapping-math: no program here runs with FP traps enabled, and it lets GCC
-    # if-convert (so vectorize) the branch-free selects of the float32 activations
-    ext.extra_compile_args += ["-O3", "-fno-trapping-math"] + omp
+    # if-convert (so vectorize) the branch-free selects of the float32 activations;
+    # -fno-math-errno: nothing here reads errno, and without it sqrt is a libm call for the
+    # errno path, which keeps the Adam update loop scalar
+    ext.extra_compile_args += ["-O3", "-fno-trapping-math", "-fno-math-errno"] + omp
     ext.extra_link_args += omp
     ext.define_macros.append(("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"))
 

@@ -3,6 +3,7 @@ SGD net.train_step per shape, numba vs cython, interleaved, median of rounds.
 
     CPU_CLOCK=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python bench/cython_auto_rule.py 21
     SMALL=1 ... (the small shapes only)
+    OPTIMIZER=adam ... (fb.Adam(1e-3) instead of fb.SGD(1e-3))
 
 CPU_CLOCK=1 times thread CPU time, which on a shared, loaded machine measures the work
 done rather than the scheduler's mood (meaningful single-threaded only).
@@ -19,7 +20,8 @@ rng = np.random.default_rng(0)
 for sizes, n, act in CASES:
     fns = {}
     for b in ("numba", "cython"):
-        net = fb.MLP(sizes, activation=act, backend=b, seed=0); opt = fb.SGD(1e-3)
+        net = fb.MLP(sizes, activation=act, backend=b, seed=0)
+        opt = fb.Adam(1e-3) if os.environ.get("OPTIMIZER") == "adam" else fb.SGD(1e-3)
         X = rng.normal(size=(n, sizes[0])).astype(np.float32); y = rng.normal(size=(n, sizes[-1])).astype(np.float32)
         fns[b] = (lambda net=net, opt=opt, X=X, y=y: net.train_step(X, y, opt))
         for _ in range(3): fns[b]()

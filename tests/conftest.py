@@ -4,6 +4,7 @@ The CUDA backend appears where a GPU or the simulator (NUMBA_ENABLE_CUDASIM=1) i
 the simulator runs about 0.2 ms per simulated thread, so tests over big shapes take
 `cpu_backend` (or check `fast_backend`) instead of `backend`.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -30,6 +31,37 @@ def cpu_backend(request):
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return request.param
+
+
+def cython_paths():
+    """The instruction-set paths of the Cython activation loops this CPU can run, best first
+    (["unbuilt"] without the extension: tests taking them skip)."""
+    try:
+        from fastbp._kernels.cython_cpu import kernels
+    except ImportError:
+        return ["unbuilt"]
+    return [name for name, _ in kernels.activation_paths()]
+
+
+@contextlib.contextmanager
+def on_cython_path(path):
+    """The Cython kernels (the module) with their activation loops on `path`, restored after:
+    import runs the best path only, so the tests ask for every one."""
+    if "cython" not in BACKENDS:
+        pytest.skip("cython backend not usable here")
+    from fastbp._kernels.cython_cpu import kernels
+    old = kernels.set_activation_path(path)
+    try:
+        yield kernels
+    finally:
+        kernels.set_activation_path(old)
+
+
+@pytest.fixture(params=cython_paths())
+def cython_path(request):
+    """Each Cython activation path in turn, in force for the test."""
+    with on_cython_path(request.param):
+        yield request.param
 
 
 def tolerance(dtype):

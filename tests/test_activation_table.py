@@ -58,7 +58,7 @@ def test_generated_cython_files_are_current():
 
 
 def test_generator_rejects_what_the_targets_cannot_compile():
-    from fastbp._kernels.cython_cpu.generate import FormulaError, cython_function
+    from fastbp._kernels.cython_cpu.generate import FormulaError, c_function
 
     def bare_number(z):
         return 2.0 * z
@@ -74,7 +74,7 @@ def test_generator_rejects_what_the_targets_cannot_compile():
     for fn, why in ((bare_number, "bare number"), (loop, "only `name = expression`"),
                     (unknown_call, "calls must be")):
         with pytest.raises(FormulaError, match=why):
-            cython_function(fn, [])
+            c_function(fn, [])
 
 
 def test_numba_switches_fail_loudly_on_an_unknown_code():

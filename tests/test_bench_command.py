@@ -124,16 +124,21 @@ def test_threads_limit_every_pool_in_a_fresh_process(tmp_path):
 
 def test_cold_start_runs_fresh_processes(tmp_path, capsys):
     path = tmp_path / "cold.json"
-    code, out, err = run_cli(["bench", "--cold", "--quick", "--workloads", "seed-2x2", "--backends", "numpy",
+    code, out, err = run_cli(["bench", "--cold", "--quick", "--workloads", "seed-2x2", "--backends", "numpy,auto",
                               "--peers", "none", "--json", str(path)], capsys)
     assert code == 0, err
     record = json.loads(path.read_text())
-    (row,) = record["results"]
-    assert (row["kind"], row["name"]) == ("fastbp", "numpy")
-    for which in ("cold", "warm"):
-        m = row[which]
-        assert 0 < m["import_fastbp_s"] < m["to_first_step_s"] <= m["process_s"]
-    assert "fastbp:numpy" in out
+    rows = record["results"]
+    assert [(row["kind"], row["name"]) for row in rows] == [("fastbp", "numpy"), ("fastbp", "auto")]
+    for row in rows:
+        for which in ("cold", "warm"):
+            m = row[which]
+            assert 0 < m["import_fastbp_s"] < m["to_first_step_s"] <= m["process_s"]
+            assert 0 < m["to_first_step_cpu_s"]
+    chosen = subprocess.run([sys.executable, "-c", "from fastbp import _kernels; print(_kernels.resolve('auto'))"],
+                            capture_output=True, text=True, timeout=120).stdout.strip()   # in a child: no fixture
+    assert rows[0]["cold"]["ran_on"] == "numpy" and rows[1]["cold"]["ran_on"] == chosen
+    assert "fastbp:numpy" in out and f"fastbp:auto={chosen}" in out
 
 
 # ---------------------------------------------------------------- the correctness guard

@@ -63,6 +63,17 @@ def assert_matches_exact(got, exact, dtype, what):
 @pytest.mark.parametrize("activation", fb.activations.NAMES)      # an activation missing from EXACT fails
 def test_activations_and_derivatives_saturate_cleanly(backend, dtype, activation):
     """linear_forward and activation_backward at |z| up to 3e4: finite, equal to the exact values."""
+    check_saturation(backend, dtype, activation)
+
+
+@pytest.mark.parametrize("activation", fb.activations.NAMES)
+def test_cython_activations_saturate_cleanly_on_every_path(cython_path, dtype, activation):
+    """The same bounds on each instruction-set path of the Cython loops (the `backend` runs
+    the one import chose)."""
+    check_saturation("cython", dtype, activation)
+
+
+def check_saturation(backend, dtype, activation):
     Z = np.array([ZS], dtype=dtype)
     X, W, b = np.ones((1, 1), dtype=dtype), Z.copy(), np.zeros(len(ZS), dtype=dtype)   # Z = 1 @ W + 0, exactly
     Zg, A = fb.kernels.linear_forward(X, W, b, activation, backend=backend)

@@ -148,7 +148,7 @@ class Activation:
     df: object                      # f'(z, a), a = f(z)
     from_output: bool = False       # f' reads only a (z > 0 tests read a > 0 the same): A may overwrite Z
     relu_like: bool = False         # (nearly) zero on half the line: He initialisation
-    transcendental: bool = False    # calls a primitive (where Numba's float32 lanes beat libm)
+    transcendental: bool = False    # calls a primitive (exp, tanh, ...)
 
 
 TABLE = (
@@ -172,7 +172,6 @@ IDENTITY, SIGMOID, TANH, RELU = CODES["identity"], CODES["sigmoid"], CODES["tanh
 LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU = (CODES[n] for n in ("leaky_relu", "elu", "softplus", "gelu", "silu"))
 
 RELU_LIKE = frozenset(code for code, a in enumerate(TABLE) if a.relu_like)
-TRANSCENDENTAL = frozenset(code for code, a in enumerate(TABLE) if a.transcendental)
 
 
 def code(name, argument="activation"):

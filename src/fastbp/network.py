@@ -88,7 +88,7 @@ class MLP:
         self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
-        self.backend = resolve(backend, self.arch)
+        self.backend = resolve(backend)
         memory.require(memory.network_bytes(self.arch), self._parameters_text())
         self._allocate(initial_parameters(self.arch, seed, init))
 
@@ -98,7 +98,7 @@ class MLP:
         how a checkpoint becomes a network."""
         net = cls.__new__(cls)
         net.arch = arch
-        net.backend = resolve(backend, arch)
+        net.backend = resolve(backend)
         net._allocate(flat)
         return net
 

@@ -17,7 +17,7 @@ import time
 
 PROBE = r"""
 import json, sys, time
-t0 = time.perf_counter()
+t0, cpu0 = time.perf_counter(), time.process_time()
 import numpy as np
 import fastbp as fb
 t1 = time.perf_counter()
@@ -32,15 +32,16 @@ if kind == "fastbp":
     t2 = time.perf_counter()
     net = make_net(w, np.dtype(dtype), name)
     loss = net.train_step(X, y, spec.fastbp())
+    name = net.backend                              # what "auto" chose
 else:
     for module in peers.PEERS[name].libraries(spec):
         __import__(module)
     t2 = time.perf_counter()
     ref = make_net(w, np.dtype(dtype), "numpy")
     loss = peers.PEERS[name].build(w, ref.weights, ref.biases, X, y, spec).step()
-t3 = time.perf_counter()
+t3, cpu3 = time.perf_counter(), time.process_time()
 print(json.dumps(dict(import_fastbp_s=t1 - t0, import_backend_s=t2 - t1, first_step_s=t3 - t2,
-                      to_first_step_s=t3 - t0, loss=float(loss))))
+                      to_first_step_s=t3 - t0, to_first_step_cpu_s=cpu3 - cpu0, loss=float(loss), ran_on=name)))
 """
 
 
@@ -74,7 +75,8 @@ def measure(candidates, workload, dtype, warm_runs=3, progress=None, optimizer="
                 if progress:
                     progress(f"[{i + 1}/{len(candidates)}] {kind} {name}: warm JIT cache, run {r + 1}/{warm_runs}")
                 warm_samples.append(probe(kind, name, workload, dtype, env, optimizer))
-        warm = {k: statistics.median(s[k] for s in warm_samples) for k in cold if k != "loss"}
+        warm = {k: statistics.median(s[k] for s in warm_samples) for k in cold if k not in ("loss", "ran_on")}
+        warm["ran_on"] = cold["ran_on"]
         rows.append(dict(kind=kind, name=name, cold=cold, warm=warm, warm_runs=warm_runs))
     return rows
 
@@ -83,15 +85,18 @@ def table(rows, workload, dtype, optimizer="sgd"):
     lines = [f"fastbp bench --cold: fresh processes, one {dtype} {optimizer} training step of {workload}; "
              "milliseconds",
              "cold = empty NUMBA_CACHE_DIR (JIT compiles everything), warm = the cache the cold run wrote "
-             "(median of the warm runs); for peers, 'import fastbp' is the harness's own import",
-             f"  {'implementation':<16}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
-             f"{'to 1st step':>13}{'process':>10}"]
+             "(median of the warm runs); for peers, 'import fastbp' is the harness's own import; "
+             "(CPU): the process's CPU time to the first step's end, every thread's (on a loaded machine "
+             "the wall time waits for a core too)",
+             f"  {'implementation':<20}{'import fastbp':>15}{'import backend':>16}{'first step':>12}"
+             f"{'to 1st step':>13}{'(CPU)':>8}{'process':>10}"]
     for r in rows:
         for which in ("cold", "warm"):
             m = r[which]
-            lines.append(f"  {(r['kind'] + ':' + r['name']):<16}"
+            label = r["kind"] + ":" + r["name"] + (f"={m['ran_on']}" if r["name"] == "auto" else "")
+            lines.append(f"  {label:<20}"
                          + "".join(f"{1e3 * m[k]:>{w},.0f}" for k, w in (
                              ("import_fastbp_s", 15), ("import_backend_s", 16), ("first_step_s", 12),
-                             ("to_first_step_s", 13), ("process_s", 10)))
+                             ("to_first_step_s", 13), ("to_first_step_cpu_s", 8), ("process_s", 10)))
                          + f"  {which}")
     return "\n".join(lines)

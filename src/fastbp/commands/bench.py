@@ -16,7 +16,8 @@ def add_arguments(parser):
                              "standard: seed-2x2, tiny-64, mnist, mnist-b256, wide-1024; "
                              "extras: deep-narrow, large-batch, mnist-ce")
     parser.add_argument("--backends", default=None, metavar="NAMES",
-                        help="fastbp backends to time (default: every available one)")
+                        help="fastbp backends to time (default: every available one); the table always has "
+                             "'auto' too, --cold only where named")
     parser.add_argument("--peers", default="all", metavar="NAMES",
                         help="peers to time: numpy, torch, jax, sklearn, 'all' (default) or 'none'")
     parser.add_argument("--optimizer", default="sgd", metavar="NAMES",
@@ -69,8 +70,9 @@ def _backends(spec):
         return list(usable)
     chosen = []
     for name in (s.strip() for s in spec.split(",")):
-        if name not in usable:
-            raise ValueError(f"--backends: {name!r} is not a usable backend here; usable: {list(usable)}")
+        if name not in usable and name != "auto":
+            raise ValueError(f"--backends: {name!r} is not a usable backend here; usable: {list(usable)} "
+                             "(or 'auto')")
         if name not in chosen:
             chosen.append(name)
     return chosen
@@ -114,7 +116,8 @@ def run(args):
         if args.repeats:
             settings["repeats"] = args.repeats
         try:
-            record = compare.run(chosen_workloads, args.dtype, backends, chosen_peers, settings,
+            timed = [b for b in backends if b != "auto"]            # compare.run times "auto" always
+            record = compare.run(chosen_workloads, args.dtype, timed, chosen_peers, settings,
                                  progress, command=command, note=args.note, thread_limit=args.threads,
                                  optimizers=chosen_optimizers)
         except guard.GuardError as e:

@@ -36,8 +36,9 @@ def run(args):
             from fastbp._kernels.numba_cpu.blas import provider
             print(f"Numba kernels' BLAS: {provider()}")
     if "cython" in usable:
-        from fastbp._kernels.cython_cpu.ops import build_info
+        from fastbp._kernels.cython_cpu.ops import activation_info, build_info
         print(f"Cython kernels: {build_info()}")
+        print(f"Cython activations: {activation_info()}")
     set_vars = [f"{v}={os.environ[v]}" for v in THREAD_VARIABLES if v in os.environ]
     print(f"environment: {' '.join(set_vars) if set_vars else '(no thread or CUDA variables set)'}")
     print(f"GPU: {_gpu(usable)}")

@@ -28,7 +28,8 @@ cimport numpy as cnp
 import numpy as np
 
 from fastbp._kernels.cython_cpu.activations cimport (
-    activate_cols, activation_codes, times_derivative_cols, IDENTITY, N_ACTIVATIONS)
+    activate_block, activation_codes, path_count, path_description, path_in_use, path_name, path_usable,
+    primitive_vector, times_derivative_block, use_path, IDENTITY, N_ACTIVATIONS)
 from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
 from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
 from fastbp._kernels.cython_cpu.optimizers cimport GRADIENT, adam_range, sgd_range, undo_range
@@ -91,6 +92,32 @@ def openmp():
     return bool(FASTBP_OPENMP), fastbp_max_threads()
 
 
+# The activation loops run on the best instruction-set path this CPU supports (activations.pxd).
+def activation_paths():
+    """The paths of the activation loops this CPU can run, best first: (name, description) pairs."""
+    return tuple((path_name(i).decode(), path_description(i).decode()) for i in range(path_count())
+                 if path_usable(i))
+
+
+def activation_path():
+    """The path in use: (name, description)."""
+    return path_name(path_in_use()).decode(), path_description(path_in_use()).decode()
+
+
+def set_activation_path(str name):
+    """Run the activation loops on the path `name` (one of activation_paths()); -> the previous
+    path's name. For tests and benchmarks: import chooses the best."""
+    usable = [path for path, _ in activation_paths()]
+    if name not in usable:
+        raise ValueError(f"activation path {name!r} is not usable here; usable: {usable}")
+    old = activation_path()[0]
+    use_path([path_name(i).decode() for i in range(path_count())].index(name))
+    return old
+
+
+set_activation_path(activation_paths()[0][0])
+
+
 def get_parallel_min():
     """Passes over fewer elements than this run on one thread."""
     return parallel_min
@@ -119,9 +146,7 @@ cdef inline Py_ssize_t part(Py_ssize_t c, Py_ssize_t n, int nt) noexcept nogil:
 cdef void activation_cols(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n,
                           Py_ssize_t j0, Py_ssize_t j1, int code) noexcept nogil:
     """Columns j0:j1 of A = f(Z). A may be Z itself."""
-    cdef Py_ssize_t i
-    for i in range(m):
-        activate_cols(code, Z + i * n, A + i * n, j0, j1)
+    activate_block(code, Z, A, m, n, j0, j1)
 
 
 cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ssize_t m, Py_ssize_t n,
@@ -131,19 +156,22 @@ cdef void derivative_cols(real* D, const real* Z, const real* A, real* db, Py_ss
     over a large batch drifts: tests/test_numerics.py)."""
     cdef Py_ssize_t i, j, block, jb, je
     cdef double acc[COLUMN_BLOCK]
+    if db == NULL:
+        if code != IDENTITY:
+            times_derivative_block(code, D, Z, A, m, n, j0, j1, NULL)
+        return
     for block in range((j1 - j0 + COLUMN_BLOCK - 1) // COLUMN_BLOCK):      # a block of accumulators at a time
         jb = j0 + block * COLUMN_BLOCK
         je = min(j1, jb + COLUMN_BLOCK)
         memset(acc, 0, (je - jb) * sizeof(double))
-        for i in range(m):
-            if code != IDENTITY:
-                times_derivative_cols(code, D + i * n, Z + i * n, A + i * n, jb, je)
-            if db != NULL:
+        if code != IDENTITY:
+            times_derivative_block(code, D, Z, A, m, n, jb, je, acc)
+        else:
+            for i in range(m):
                 for j in range(jb, je):
                     acc[j - jb] += D[i * n + j]
-        if db != NULL:
-            for j in range(jb, je):
-                db[j] = <real>acc[j - jb]
+        for j in range(jb, je):
+            db[j] = <real>acc[j - jb]
 
 
 cdef void forward_epilogue(const real* Z, real* A, Py_ssize_t m, Py_ssize_t n, int code) noexcept nogil:
@@ -737,6 +765,20 @@ def adam_update(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, long s
         if flags:
             undo_range(&p[0], &work[0], &m[0], &v[0], &undo[0], n, 0, n)
     return flags == 0
+
+
+def evaluate_primitive(str name, const real[::1] x, real[::1] out):
+    """out = p(x) for the formulas' primitive `name` (fastbp.activations.PRIMITIVES), on the path
+    in use: the activation loops' accuracy, tested on its own (tests/test_activations32.py)."""
+    from fastbp.activations import PRIMITIVES
+    if name not in PRIMITIVES:
+        raise ValueError(f"unknown primitive {name!r}; expected one of {list(PRIMITIVES)}")
+    require(out.shape[0] == x.shape[0], "x and out must have one length")
+    cdef int which = PRIMITIVES.index(name)
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        primitive_vector(which, &x[0], &out[0], x.shape[0])
 
 
 def all_finite(const real[::1] a):

@@ -62,6 +62,13 @@ def build_info():
     return f"{_cy_blas.provider()[1]}; {omp}"
 
 
+def activation_info():
+    """One line for `fastbp info`: the instruction-set path the activation loops run on."""
+    name, description = _k.activation_path()
+    usable = ", ".join(path for path, _ in _k.activation_paths())
+    return f"{description} loops ({name!r}, chosen at import from those this CPU runs: {usable})"
+
+
 class CythonOps(Ops):
     name = "cython"
     checks_finite = True
