@@ -105,7 +105,8 @@ export PY OUT DRY
 stage versions 20 bash -c 'versions | tee "$OUT/versions.txt"'
 stage build 100 bash -c build
 have_timeout_plugin=$("$PY" -c "import pytest_timeout" 2>/dev/null && echo --timeout=150)
-stage tests 170 "$PY" -m pytest -q -p no:cacheprovider -rfEs $have_timeout_plugin \
+# one process (-p no:xdist): one CUDA context, and the test output in order
+stage tests 170 "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -rfEs $have_timeout_plugin \
     --junitxml="$OUT/pytest-cuda.xml" "${TESTS[@]}"
 stage bench 130 "$PY" bench/cuda_vs_torch.py "${BENCH[@]}" --json "$OUT/cuda_vs_torch.json"
 stage gemm 60 "$PY" bench/cuda_gemm_vs_cublas.py "${GEMM[@]}" --json "$OUT/gemm_vs_cublas.json"

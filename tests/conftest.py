@@ -70,6 +70,38 @@ def tolerance(dtype):
 
 
 # ---- reliability figures: tests/fuzz_report.py prints what the suite measured ----
+# ---- the suite spread over the CPU cores ----
+MAX_WORKERS = 4       # a few long files set the time; more workers only add start-ups and memory
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Where pytest-xdist is installed (the test extra brings it) and the command line chose
+    nothing (-n N; -n 0 or -p no:xdist for one process), run the tests in one worker per
+    core, up to MAX_WORKERS, each test file whole on one worker (a module's fixtures once)."""
+    if (getattr(config.option, "numprocesses", False) is None and not hasattr(config, "workerinput")
+            and not config.option.usepdb and not config.option.collectonly):
+        workers = min(os.cpu_count() or 1, MAX_WORKERS)
+        if workers > 1:
+            config.option.numprocesses = workers
+            config.option.dist = "loadfile" if config.option.dist == "no" else config.option.dist
+
+
+# Each xdist worker counts its own tests' figures; the controller, which prints the summary,
+# adds up what every worker sent when it finished.
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):
+        import fuzz_report
+        session.config.workeroutput["fastbp_figures"] = fuzz_report.snapshot()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    import fuzz_report
+    if "fastbp_figures" in getattr(node, "workeroutput", {}):
+        fuzz_report.merge(node.workeroutput["fastbp_figures"])
+
+
 def pytest_terminal_summary(terminalreporter):
     import fuzz_report
     fuzz_report.summary(terminalreporter)

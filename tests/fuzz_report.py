@@ -50,6 +50,33 @@ def record_fuzz(backend, outcome):
     counts[outcome] += 1
 
 
+def snapshot():
+    """Everything counted so far, as plain data: a pytest-xdist worker sends it to the
+    controller (tests/conftest.py), which `merge`s it before printing the summary."""
+    return dict(fuzz=dict(fuzz), subprocess_fuzz=dict(subprocess_fuzz), crashes=list(crashes),
+                kill_trials=dict(kill_trials), memory=dict(memory), threads=dict(threads),
+                hostile=dict(hostile), hostile_notes=dict(hostile_notes))
+
+
+def merge(figures):
+    """Add a worker's `snapshot()` to this process's figures."""
+    for backend, c in figures["fuzz"].items():
+        for key, n in c.items():
+            fuzz[backend][key] += n
+    for backend, n in figures["subprocess_fuzz"].items():
+        subprocess_fuzz[backend] += n
+    crashes.extend(figures["crashes"])
+    for key, n in figures["kill_trials"].items():
+        kill_trials[key] += n
+    memory.update(figures["memory"])
+    threads.update(figures["threads"])
+    for family, c in figures["hostile"].items():
+        hostile[family]["cases"] += c["cases"]
+        hostile[family]["held"] += c["held"]
+    for family, notes in figures["hostile_notes"].items():
+        hostile_notes[family].extend(notes)
+
+
 def summary(terminalreporter):
     if not (fuzz or subprocess_fuzz or crashes or kill_trials["trials"] or memory or threads or hostile):
         return

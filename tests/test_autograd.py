@@ -28,8 +28,14 @@ RTOL = {np.float64: 1e-9, np.float32: 2e-5}
 
 @pytest.fixture(scope="module")
 def torch():
-    return pytest.importorskip("torch", reason="PyTorch is not installed; the autograd comparison needs it "
-                                               "(pip install torch==2.13.0, as .ci/run does)")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed; the autograd comparison needs it "
+                                                "(pip install torch==2.13.0, as .ci/run does)")
+    # one thread: these tensors are tiny, and torch's thread pool, spinning on a busy machine
+    # (or beside the other test workers), made this file several times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
 
 
 def torch_activation(torch, name):
