@@ -72,15 +72,18 @@ def launchable_kernels(tiles=()):
             name, one_d)
         add("losses", m.losses.kernels(dtype), {
             "weight_norm": sig(vec, i64, flag, vec),
-            "elementwise": sig(i64, mat, mat, vec, mat, i64, f64, vec, mat, vec),
-            "cross_entropy": sig(mat, ivec, vec, mat, i64, f64, vec, mat, vec),
+            # the sample weights (or the norm factor) arrive contiguous, or as a batch's slice
+            "elementwise": [("", (i64, mat, mat, vec, mat, i64, f64, vec, mat, vec)),
+                            ("weight slice", (i64, mat, mat, T[:], mat, i64, f64, vec, mat, vec))],
+            "cross_entropy": [("", (mat, ivec, vec, mat, i64, f64, vec, mat, vec)),
+                              ("weight slice", (mat, ivec, T[:], mat, i64, f64, vec, mat, vec))],
         }, name, one_d)
         add("optimizers", m.optimizers.kernels(dtype), {
             "sgd": sig(vec, vec, vec, f64, f64, f64, flag, vec, flag),
             "adam": sig(vec, vec, vec, vec, f64, f64, f64, f64, f64, f64, vec, flag),
         }, name, one_d)
         add("elementwise", m.elementwise.kernels(dtype), {
-            "finish_sum": sig(vec, i64, f64, vec, vec),
+            "finish_sum": [("", (vec, i64, f64, vec, vec)), ("factor slice", (vec, i64, f64, T[:], vec))],
             "flag_nonfinite": sig(vec, vec, i64),
             "set_value": sig(vec, i64, f64),
             "fill": sig(vec, f64),
@@ -102,7 +105,8 @@ def launchable_kernels(tiles=()):
             "forward": sig(mat, vec, ivec, vec, flag),
             "backward": sig(vec, ivec, vec, i64),
         }, name, widest)
-    add("elementwise", m.elementwise.index_kernels(), {"gather_1d": [("", (ivec, ivec, ivec))]}, "int64",
+    gathered = [(f"{t} values", (v, ivec, v)) for t, v in (("float32", nt.float32[::1]), ("float64", nt.float64[::1]))]
+    add("elementwise", m.elementwise.index_kernels(), {"gather_1d": [("", (ivec, ivec, ivec))] + gathered}, "int64",
         collections.defaultdict(lambda: m.elementwise.THREADS))
     return out
 

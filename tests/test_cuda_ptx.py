@@ -114,7 +114,7 @@ def launches(monkeypatch):
 
 def run_every_launch_path(dtype, monkeypatch):
     """Tiny workloads that reach every launch helper: fused and tiled networks, each loss, both
-    optimizers, fit with shuffling (row gathers) and validation, the public kernels with
+    optimizers, fit with shuffling (row gathers), validation and sample weights, the public kernels with
     strided and F-order device inputs, weight gradients split over batch chunks."""
     from numba import cuda
     from fastbp._kernels.cuda import ops as backend
@@ -130,6 +130,7 @@ def run_every_launch_path(dtype, monkeypatch):
             y = (rng.integers(0, 2, size=9) if loss == "cross_entropy"
                  else rng.uniform(size=(9, 2)))
             net.fit(X, y, epochs=1, batch_size=5, optimizer=opt, seed=1, validation_data=(X[:3], y[:3]))
+            net.fit(X, y, epochs=1, batch_size=5, optimizer=opt, seed=1, sample_weight=rng.uniform(0.5, 2, size=9))
             net.forward(X)
     X = rng.normal(size=(6, 8)).astype(dtype)
     W, b = rng.normal(size=(3, 2)).astype(dtype), rng.normal(size=4).astype(dtype)
