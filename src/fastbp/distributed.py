@@ -108,6 +108,7 @@ def run_on_every_rank(comm, fn, *args, grace_s=10.0):
             if time.monotonic() > deadline:
                 print(f"fastbp: rank {comm.Get_rank()} of {comm.Get_size()} failed alone "
                       f"({type(e).__name__}: {e}); aborting the MPI job", file=sys.stderr, flush=True)
+                time.sleep(0.5)         # Abort kills mpiexec's output forwarding: let it send that line first
                 comm.Abort(1)
             time.sleep(0.005)
         if comm.Get_rank() == 0:
