@@ -49,6 +49,9 @@ def _targets_and_labels(X, y, plan):
     return lambda X, y, plan: (y, plan[:0])
 
 MODE_LOSS, MODE_GRAD = 1, 2
+# view_sgd's status when it cannot show the update inside the GEMMs finite (_sgd_pass): not
+# one of plan.STATUSES, never seen outside ops.py, which then calls view_sgd_stored
+UNBOUNDED = -1
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
 # n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
@@ -286,9 +289,9 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
 
     Nothing is written before every new value is known to be finite (_gemm_update_bounded:
     a pass over the activations and deltas, far smaller than the weights, and one over the
-    weights); when that cannot be shown, the step takes the stored-gradient path: gradients
-    into grads, then the all-or-nothing update (optimizers.sgd_layers).
-    -> (status, loss); grads is left as scratch."""
+    weights); when that cannot be shown, it returns UNBOUNDED with the deltas and the bias
+    gradients in place, and the caller finishes the step on the stored-gradient path
+    (view_sgd_stored). -> (status, loss); grads is left as scratch."""
     total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
@@ -298,8 +301,7 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     for l in range(plan[N_LAYERS]):
         _bias_gradient(_rows(ws, plan, l, D_AT, m), _b(grads, plan, l), acc)
     if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
-        _weight_gradients(X, grads, ws, plan)
-        return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False), total
+        return UNBOUNDED, total
     T = ws.dtype.type
     lr_ = T(lr)
     decay = T(1) - lr_ * T(weight_decay)
@@ -416,12 +418,30 @@ def flat_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, we
 
 
 @njit(**JIT)
-def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
-    """Plain SGD (momentum 0) updates W inside its GEMM (_sgd_pass)."""
+def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, weight_decay):
+    """Plain SGD (momentum 0): W updated inside its GEMM (_sgd_pass). Status UNBOUNDED: the
+    step is not done; view_sgd_stored finishes it (a separate entry point, so that a first
+    step compiles the stored-gradient path only if it takes it)."""
     targets, labels = targets_and_labels(X, y, plan)
     status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
-    if status == OK and momentum == 0:
-        return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+    if status != OK:
+        return status, math.nan
+    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+
+
+@njit(**JIT)
+def view_sgd_stored(X, params, grads, ws, plan, undo, lr, weight_decay):
+    """After view_sgd's UNBOUNDED: the weight gradients into grads, then the all-or-nothing
+    update. -> status."""
+    _weight_gradients(X, grads, ws, plan)
+    return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False)
+
+
+@njit(**JIT)
+def view_momentum(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+    """SGD with momentum: gradients into grads, then the update (optimizers.sgd_layers)."""
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
     total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
