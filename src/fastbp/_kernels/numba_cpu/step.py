@@ -388,8 +388,9 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
 
 
 # The entry points: one per purpose and pass kind, chosen in Python once per batch size
-# (ops.Prepared), so that a first call compiles only what it runs (one entry point for
-# everything compiled ~3x as many functions; bench/numba_compile_profile.py, figures in
+# (ops.Prepared; on the view pass plain SGD and SGD with momentum apart, chosen per step),
+# so that a first call compiles only what it runs (one entry point for everything compiled
+# ~3x as many functions; bench/numba_compile_profile.py, figures in
 # bench/results/numba-compile.md). Each returns (status, loss); nothing is written to
 # params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
