@@ -149,7 +149,8 @@ def test_cold_start_measures_every_workload(tmp_path, capsys):
     assert code == 0, err
     record = json.loads(path.read_text())
     assert record["workloads"] == ["seed-2x2", "tiny-64"]
-    assert [(row["workload"], row["name"]) for row in record["results"]] == [("seed-2x2", "numpy"), ("tiny-64", "numpy")]
+    assert [(row["workload"], row["name"]) for row in record["results"]] == [("seed-2x2", "numpy"),
+                                                                             ("tiny-64", "numpy")]
     assert "training step of seed-2x2" in out and "training step of tiny-64" in out
 
 

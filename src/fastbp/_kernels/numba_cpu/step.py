@@ -104,8 +104,8 @@ def _forward(X, params, ws, plan):
     for l in range(plan[N_LAYERS]):
         A = _rows(ws, plan, l, A_ROWS, m)
         r = HEADER + l * FIELDS
-        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _rows(ws, plan, l, Z_ROWS, m),
-                            A, plan[BLAS_AT])
+        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT],
+                            _rows(ws, plan, l, Z_ROWS, m), A, plan[BLAS_AT])
         A_prev = A
     return A_prev
 
