@@ -21,9 +21,12 @@ class CompileTimes(event.Listener):
         self.open = []                          # [name, start, seconds spent in nested compiles]
         self.seconds = defaultdict(float)
         self.count = defaultdict(int)
+        self.signatures = defaultdict(list)
 
     def on_start(self, ev):
-        self.open.append([ev.data["dispatcher"].py_func.__qualname__, time.perf_counter(), 0.0])
+        name = ev.data["dispatcher"].py_func.__qualname__
+        self.signatures[name].append(", ".join(map(str, ev.data["args"])))
+        self.open.append([name, time.perf_counter(), 0.0])
 
     def on_end(self, ev):
         name, start, nested = self.open.pop()
@@ -41,6 +44,7 @@ def main():
     parser.add_argument("--activation", default="sigmoid")
     parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (0: plain SGD)")
     parser.add_argument("--top", type=int, default=25, help="functions listed")
+    parser.add_argument("--signatures", action="store_true", help="list the argument types of each compile")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split("-")]
     rng = np.random.default_rng(0)
@@ -55,6 +59,9 @@ def main():
     ranked = sorted(times.seconds.items(), key=lambda kv: -kv[1])
     for name, seconds in ranked[:args.top]:
         print(f"  {seconds:6.2f} s  {name}" + (f"  ({times.count[name]} signatures)" if times.count[name] > 1 else ""))
+        if args.signatures:
+            for signature in times.signatures[name]:
+                print(f"            ({signature})")
     print(f"first train_step {total:.1f} s: {sum(times.count.values())} compiles of {len(ranked)} functions, "
           f"{sum(times.seconds.values()):.1f} s compiling")
 

@@ -139,6 +139,19 @@ def test_cold_start_runs_fresh_processes(tmp_path, capsys):
                             capture_output=True, text=True, timeout=120).stdout.strip()   # in a child: no fixture
     assert rows[0]["cold"]["ran_on"] == "numpy" and rows[1]["cold"]["ran_on"] == chosen
     assert "fastbp:numpy" in out and f"fastbp:auto={chosen}" in out
+    assert record["workloads"] == ["seed-2x2"] and all(row["workload"] == "seed-2x2" for row in rows)
+
+
+def test_cold_start_measures_every_workload(tmp_path, capsys):
+    path = tmp_path / "cold.json"
+    code, out, err = run_cli(["bench", "--cold", "--quick", "--workloads", "seed-2x2,tiny-64", "--backends", "numpy",
+                              "--peers", "none", "--json", str(path)], capsys)
+    assert code == 0, err
+    record = json.loads(path.read_text())
+    assert record["workloads"] == ["seed-2x2", "tiny-64"]
+    assert [(row["workload"], row["name"]) for row in record["results"]] == [("seed-2x2", "numpy"),
+                                                                             ("tiny-64", "numpy")]
+    assert "training step of seed-2x2" in out and "training step of tiny-64" in out
 
 
 # ---------------------------------------------------------------- the correctness guard

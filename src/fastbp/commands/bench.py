@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--plot", default=None, metavar="PATH", help="also draw a bar chart (PNG; needs matplotlib)")
     parser.add_argument("--cold", action="store_true",
                         help="measure first-call latency in fresh processes instead (import, first step; "
-                             "cold and warm JIT cache); default workload: mnist")
+                             "cold and warm JIT cache), one table per workload; default workload: mnist")
     parser.add_argument("--note", default="", help="free text stored in the JSON record (e.g. the machine's load)")
 
 
@@ -138,21 +138,25 @@ def run(args):
 
 
 def _run_cold(args, backends, chosen_peers, chosen_workloads, optimizer, progress):
+    """One table per workload; the JSON record's results: every workload's rows, each with its
+    "workload"."""
     from fastbp.benchmark import cold, report
-    workload = chosen_workloads[0].name
-    absent = {p.name: p.available(optimizer)[1] for p in chosen_peers if not p.available(optimizer)[0]}
-    candidates = [("fastbp", b) for b in backends] + [
-        ("peer", p.name) for p in chosen_peers if p.name not in absent and p.supports(chosen_workloads[0])[0]]
     warm_runs = 1 if args.quick else (args.repeats or 3)
-    rows = cold.measure(candidates, workload, args.dtype, warm_runs, progress, optimizer.name)
-    progress.done()
-    print(cold.table(rows, workload, args.dtype, optimizer.name))
+    absent = {p.name: p.available(optimizer)[1] for p in chosen_peers if not p.available(optimizer)[0]}
+    rows = []
+    for w in chosen_workloads:
+        candidates = [("fastbp", b) for b in backends] + [
+            ("peer", p.name) for p in chosen_peers if p.name not in absent and p.supports(w)[0]]
+        measured = cold.measure(candidates, w.name, args.dtype, warm_runs, progress, optimizer.name)
+        progress.done()
+        print(cold.table(measured, w.name, args.dtype, optimizer.name))
+        rows += [dict(row, workload=w.name) for row in measured]
     for name, why in absent.items():
         print(f"  peer:{name:<11} absent ({why})")
     if args.json:
         from fastbp.benchmark.compare import machine
-        report.write_json(dict(kind="cold", workload=workload, dtype=args.dtype, optimizer=optimizer.name,
-                               machine=machine(),
+        report.write_json(dict(kind="cold", workloads=[w.name for w in chosen_workloads], dtype=args.dtype,
+                               optimizer=optimizer.name, machine=machine(),
                                absent_peers=absent, results=rows, note=args.note), args.json)
         print(f"\nrecord written to {args.json}")
     return 0

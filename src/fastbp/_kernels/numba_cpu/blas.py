@@ -22,6 +22,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112       # OpenBLAS cblas.h: CBLAS_ORDER, CBLAS_TRANSPOSE
+# gemm's trans_a, trans_b for the compiled callers, as NumPy bools: Numba types a Python bool
+# constant argument as a literal, and would compile gemm and gemm_into once per combination
+PLAIN, TRANSPOSED = np.bool_(False), np.bool_(True)
 
 # (sgemm, dgemm) cblas names with 64-bit integers (blasint = int64): scipy-openblas64
 # prefixes "scipy_" and suffixes "64_"; a plain OpenBLAS INTERFACE64 build suffixes "64_".

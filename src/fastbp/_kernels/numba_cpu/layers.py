@@ -5,12 +5,12 @@ import numpy as np
 from numba import njit
 
 from .activations import activate_1d, times_derivative_1d
-from .blas import gemm_into
-from .options import JIT
+from .blas import PLAIN, gemm_into
+from .options import INLINE, JIT
 from .products import matmul_nn, matmul_nt, matmul_tn, use_blas
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def linear_forward_into(X, W, b, code, Z, A, blas):
     M, N = Z.shape
     if use_blas(M * N * X.shape[1], N):
@@ -20,7 +20,7 @@ def linear_forward_into(X, W, b, code, Z, A, blas):
             z = Z[m]
             for j in range(N):
                 z[j] = b[j]
-        if gemm_into(blas, False, False, 1.0, X, W, 1.0, Z):
+        if gemm_into(blas, PLAIN, PLAIN, 1.0, X, W, 1.0, Z):
             activate_1d(Z.ravel(), A.ravel(), code)
             return
     matmul_nn(X, W, Z, blas)
@@ -44,7 +44,7 @@ def weight_gradient_into(A_prev, delta, dW, db, blas):
         db[j] = acc[j]
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def delta_propagate_into(delta, W, Z, A, code, out, tmp, blas):
     matmul_nt(delta, W, out, tmp, blas)
     flat = out.ravel()

@@ -25,6 +25,7 @@ from ... import losses
 from ..base import Ops
 from ..plan import NONFINITE, WS_SIZE, make_plan, status_error
 from . import layers, step
+from .step import UNBOUNDED, view_sgd, view_sgd_stored
 from .blas import gemm_address
 from .checks import nonfinite_count
 from .losses import loss_and_output_grad
@@ -131,7 +132,7 @@ class Prepared:
         self.workspace = workspace
         self.flat = flat = step.is_flat(state.arch, batch)
         loss_pass, sgd, adam = ((step.flat_loss, step.flat_sgd, step.flat_adam) if flat
-                                else (step.view_loss, step.view_sgd, step.view_adam))
+                                else (step.view_loss, step.view_momentum, step.view_adam))
         params, grads, ws, plan = state.params.flat, state.grads.flat, workspace.buffer, workspace.plan
         no_weights = _NO_WEIGHTS[params.dtype]
 
@@ -147,6 +148,19 @@ class Prepared:
             return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
                        opt.weight_decay, opt.nesterov)
 
+        def view_sgd_step(X, y, sw, opt):
+            """Plain SGD on the view pass: its own entry point, which compiles only what it runs."""
+            nonlocal undo
+            if opt.momentum != 0:
+                return sgd_step(X, y, sw, opt)
+            if undo is None:
+                undo = workspace.undo()
+            status, loss = view_sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan,
+                                    opt.state["velocity"], undo, opt.lr, opt.weight_decay)
+            if status == UNBOUNDED:
+                status = view_sgd_stored(X, params, grads, ws, plan, undo, opt.lr, opt.weight_decay)
+            return status, loss
+
         def adam_step(X, y, sw, opt):
             nonlocal undo
             if undo is None:
@@ -157,7 +171,7 @@ class Prepared:
                         beta1, beta2, opt.eps, opt.weight_decay)
 
         self.pass_ = pass_
-        self.steps = {"sgd": sgd_step, "adam": adam_step}
+        self.steps = {"sgd": sgd_step if flat else view_sgd_step, "adam": adam_step}
 
 
 def available():

@@ -11,7 +11,7 @@ arguments: blas.gemm_address(dtype)), or np.dot (SciPy's OpenBLAS) when that is 
 import numpy as np
 from numba import njit
 
-from .blas import gemm, gemm_into
+from .blas import PLAIN, TRANSPOSED, gemm, gemm_into
 from .options import JIT
 
 # The loops only below BLAS_MIN_FLOPS multiply-adds with N >= LOOPS_MIN_N (their vector
@@ -103,7 +103,7 @@ def matmul_nn(A, B, C, blas):
     """C[M,N] = A[M,K] @ B[K,N]; blas: blas.gemm_address(dtype), or 0 for np.dot."""
     M, N = C.shape
     if use_blas(M * N * A.shape[1], N):
-        if not gemm(blas, False, False, A, B, C):
+        if not gemm(blas, PLAIN, PLAIN, A, B, C):
             np.dot(A, B, C)
     else:
         _small_nn(A, B, C, False)
@@ -114,7 +114,7 @@ def matmul_tn(A, B, C, blas):
     """C[M,N] = A[K,M].T @ B[K,N]."""
     M, N = C.shape
     if use_blas(M * N * A.shape[0], N):
-        if not gemm(blas, True, False, A, B, C):
+        if not gemm(blas, TRANSPOSED, PLAIN, A, B, C):
             np.dot(A.T, B, C)
     else:
         _small_nn(A, B, C, True)
@@ -125,7 +125,7 @@ def matmul_tn_into(alpha, A, B, beta, C, blas):
     """C = alpha * A[K,M].T @ B[K,N] + beta * C through BLAS, when matmul_tn would use BLAS
     for this product and BLAS takes the operands. -> False (C untouched) otherwise."""
     M, N = C.shape
-    return use_blas(M * N * A.shape[0], N) and gemm_into(blas, True, False, alpha, A, B, beta, C)
+    return use_blas(M * N * A.shape[0], N) and gemm_into(blas, TRANSPOSED, PLAIN, alpha, A, B, beta, C)
 
 
 @njit(**JIT)
@@ -134,7 +134,7 @@ def matmul_nt(A, B, C, tmp, blas):
     M, N = C.shape
     K = A.shape[1]
     if use_blas(M * N * K, K if K >= NT_MIN_K else N):
-        if not gemm(blas, False, True, A, B, C):
+        if not gemm(blas, PLAIN, TRANSPOSED, A, B, C):
             np.dot(A, B.T, C)
     elif K >= NT_MIN_K:
         _small_nt(A, B, C)

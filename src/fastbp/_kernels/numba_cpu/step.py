@@ -27,7 +27,7 @@ from .checks import abs_sum, nonfinite_count
 from .layers import delta_propagate_into, linear_forward_into
 from .losses import loss_and_output_grad_into
 from .optimizers import adam_layers, sgd_layers, sgd_range
-from .options import JIT
+from .options import INLINE, JIT
 from .products import matmul_tn, matmul_tn_into
 from ..plan import (ACC_AT, ACT, A_AT, B_AT, BAD_PLAN, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS,
                     N_IN, N_LAYERS, N_OUT, N_PARAMS, NONFINITE, OK, REDUCTION, TMP_AT, W_AT, WS_SIZE, Z_AT)
@@ -49,12 +49,19 @@ def _targets_and_labels(X, y, plan):
     return lambda X, y, plan: (y, plan[:0])
 
 MODE_LOSS, MODE_GRAD = 1, 2
+# view_sgd's status when it cannot show the update inside the GEMMs finite (_sgd_pass): not
+# one of plan.STATUSES, never seen outside ops.py, which then calls view_sgd_stored
+UNBOUNDED = -1
 
 # Networks whose every layer has at most this many multiply-adds per step (batch * n_in *
 # n_out) run the view-free pass (_flat_pass): scalar loops over the flat buffers, no array
 # views. For them a step is all overhead, and every view Numba makes costs reference
 # counting (bench/results/numba-flat-cutoff.md; the sweep: bench/numba_flat_cutoff.py).
 FLAT_MAX_MACS = 512
+
+# _rows' field argument as NumPy integers: Numba types a Python int constant argument as a
+# literal, and would compile one _rows per field; a NumPy integer is a plain int64
+Z_ROWS, A_ROWS, D_ROWS = np.intp(Z_AT), np.intp(A_AT), np.intp(D_AT)
 
 
 def is_flat(arch, batch):
@@ -77,7 +84,7 @@ def _b(flat, plan, l):
 
 @njit(**JIT)
 def _rows(ws, plan, l, field, m):
-    """Layer l's Z, A or delta (field Z_AT, A_AT, D_AT) for a batch of m rows: an (m, n_out) view."""
+    """Layer l's Z, A or delta (field Z_ROWS, A_ROWS, D_ROWS) for a batch of m rows: an (m, n_out) view."""
     r = HEADER + l * FIELDS
     at, n = plan[r + field], plan[r + N_OUT]
     return ws[at:at + m * n].reshape(m, n)
@@ -91,14 +98,14 @@ def _fits(X, params, ws, plan):
             and params.size == plan[N_PARAMS] and ws.size >= plan[WS_SIZE])
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _forward(X, params, ws, plan):
     A_prev, m = X, X.shape[0]
     for l in range(plan[N_LAYERS]):
-        A = _rows(ws, plan, l, A_AT, m)
+        A = _rows(ws, plan, l, A_ROWS, m)
         r = HEADER + l * FIELDS
-        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT], _rows(ws, plan, l, Z_AT, m),
-                            A, plan[BLAS_AT])
+        linear_forward_into(A_prev, _W(params, plan, l), _b(params, plan, l), plan[r + ACT],
+                            _rows(ws, plan, l, Z_ROWS, m), A, plan[BLAS_AT])
         A_prev = A
     return A_prev
 
@@ -134,7 +141,7 @@ def _bias_gradient(delta, db, acc):
         db[j] = acc[j]
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (is_flat):
     the same arithmetic, in the same order, as the view-based pass, as scalar loops over
@@ -205,40 +212,40 @@ def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     return total
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _forward_loss(X, y, labels, sw, params, ws, plan):
     """Forward, the loss, and dLoss/dOut into the output layer's delta. -> the loss."""
     out = _forward(X, params, ws, plan)
-    delta = _rows(ws, plan, plan[N_LAYERS] - 1, D_AT, X.shape[0])
+    delta = _rows(ws, plan, plan[N_LAYERS] - 1, D_ROWS, X.shape[0])
     return loss_and_output_grad_into(out, y, labels, sw, plan[LOSS], plan[REDUCTION], delta)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _deltas(params, ws, plan, m):
     """After _forward_loss on m rows: every layer's delta (dLoss/dZ[l]) into its rows of the
     workspace, all computed before any weight changes."""
     L = plan[N_LAYERS]
-    flat = _rows(ws, plan, L - 1, D_AT, m).ravel()
-    times_derivative_1d(flat, _rows(ws, plan, L - 1, Z_AT, m).ravel(), _rows(ws, plan, L - 1, A_AT, m).ravel(),
+    flat = _rows(ws, plan, L - 1, D_ROWS, m).ravel()
+    times_derivative_1d(flat, _rows(ws, plan, L - 1, Z_ROWS, m).ravel(), _rows(ws, plan, L - 1, A_ROWS, m).ravel(),
                         plan[HEADER + (L - 1) * FIELDS + ACT], flat)
     tmp = ws[plan[TMP_AT]:plan[ACC_AT]]
     for l in range(L - 1, 0, -1):
-        delta_propagate_into(_rows(ws, plan, l, D_AT, m), _W(params, plan, l), _rows(ws, plan, l - 1, Z_AT, m),
-                             _rows(ws, plan, l - 1, A_AT, m), plan[HEADER + (l - 1) * FIELDS + ACT],
-                             _rows(ws, plan, l - 1, D_AT, m), tmp, plan[BLAS_AT])
+        delta_propagate_into(_rows(ws, plan, l, D_ROWS, m), _W(params, plan, l), _rows(ws, plan, l - 1, Z_ROWS, m),
+                             _rows(ws, plan, l - 1, A_ROWS, m), plan[HEADER + (l - 1) * FIELDS + ACT],
+                             _rows(ws, plan, l - 1, D_ROWS, m), tmp, plan[BLAS_AT])
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _weight_gradients(X, grads, ws, plan):
     """dW[l], db[l] into grads from the deltas _deltas left, every layer."""
     acc, m = ws[plan[ACC_AT]:].view(np.float64), X.shape[0]
     for l in range(plan[N_LAYERS]):
-        A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_AT, m)
-        _weight_gradient(A_prev, _rows(ws, plan, l, D_AT, m), _W(grads, plan, l), _b(grads, plan, l), acc,
+        A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_ROWS, m)
+        _weight_gradient(A_prev, _rows(ws, plan, l, D_ROWS, m), _W(grads, plan, l), _b(grads, plan, l), acc,
                          plan[BLAS_AT])
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
     layers.py on views of the flat buffers (BLAS for the large products). -> the loss."""
@@ -249,7 +256,7 @@ def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     return total
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
     """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
     anything is written, with the bias gradients already in grads: every product A_prev.T @
@@ -264,7 +271,7 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
     rate, decay = float(lr_), abs(float(T(1) - lr_ * wd))
     a_abs = x_abs
     for l in range(plan[N_LAYERS]):
-        product = a_abs * abs_sum(_rows(ws, plan, l, D_AT, m))
+        product = a_abs * abs_sum(_rows(ws, plan, l, D_ROWS, m))
         if not (product <= limit and decay * abs_sum(_W(params, plan, l)) + rate * product <= limit):
             return False
         b, db = _b(params, plan, l), _b(grads, plan, l)
@@ -272,11 +279,11 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
             if not abs(b[j] - lr_ * (db[j] + wd * b[j])) <= limit:
                 return False
         if l + 1 < plan[N_LAYERS]:
-            a_abs = abs_sum(_rows(ws, plan, l, A_AT, m))
+            a_abs = abs_sum(_rows(ws, plan, l, A_ROWS, m))
     return True
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
@@ -286,9 +293,9 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
 
     Nothing is written before every new value is known to be finite (_gemm_update_bounded:
     a pass over the activations and deltas, far smaller than the weights, and one over the
-    weights); when that cannot be shown, the step takes the stored-gradient path: gradients
-    into grads, then the all-or-nothing update (optimizers.sgd_layers).
-    -> (status, loss); grads is left as scratch."""
+    weights); when that cannot be shown, it returns UNBOUNDED with the deltas and the bias
+    gradients in place, and the caller finishes the step on the stored-gradient path
+    (view_sgd_stored). -> (status, loss); grads is left as scratch."""
     total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
@@ -296,26 +303,26 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     _deltas(params, ws, plan, m)
     acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
-        _bias_gradient(_rows(ws, plan, l, D_AT, m), _b(grads, plan, l), acc)
+        _bias_gradient(_rows(ws, plan, l, D_ROWS, m), _b(grads, plan, l), acc)
     if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
-        _weight_gradients(X, grads, ws, plan)
-        return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False), total
+        return UNBOUNDED, total
     T = ws.dtype.type
     lr_ = T(lr)
     decay = T(1) - lr_ * T(weight_decay)
+    alpha, beta = np.float64(-lr_), np.float64(decay)      # exact; float64: one gemm_into for every caller
     for l in range(plan[N_LAYERS]):
-        A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_AT, m)
+        A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_ROWS, m)
         r = HEADER + l * FIELDS
         w, b = plan[r + W_AT], plan[r + B_AT]
         sgd_range(params, grads, undo, undo, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)   # the bias
-        if not matmul_tn_into(-lr_, A_prev, _rows(ws, plan, l, D_AT, m), decay, _W(params, plan, l), plan[BLAS_AT]):
+        if not matmul_tn_into(alpha, A_prev, _rows(ws, plan, l, D_ROWS, m), beta, _W(params, plan, l), plan[BLAS_AT]):
             # a product below the BLAS threshold: loops into grads, then the update
-            matmul_tn(A_prev, _rows(ws, plan, l, D_AT, m), _W(grads, plan, l), plan[BLAS_AT])
+            matmul_tn(A_prev, _rows(ws, plan, l, D_ROWS, m), _W(grads, plan, l), plan[BLAS_AT])
             sgd_range(params, grads, undo, undo, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _checked(X, y, labels, sw, params, grads, ws, plan):
     """The arrays fit the plan (sw: one weight per row, or none), X and y are finite.
     -> (status, sum|X|)."""
@@ -335,7 +342,7 @@ def _checked(X, y, labels, sw, params, grads, ws, plan):
     return OK, x_abs
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _checked_state(X, y, labels, sw, params, grads, ws, plan, state, undo):
     """_checked, and the optimizer's state buffer is as long as params, undo at least as long."""
     status, x_abs = _checked(X, y, labels, sw, params, grads, ws, plan)
@@ -344,7 +351,7 @@ def _checked_state(X, y, labels, sw, params, grads, ws, plan, state, undo):
     return status, x_abs
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v, undo):
     """_checked_state for Adam's two state buffers (undo: twice as long as params)."""
     status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m, undo)
@@ -381,8 +388,9 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
 
 
 # The entry points: one per purpose and pass kind, chosen in Python once per batch size
-# (ops.Prepared), so that a first call compiles only what it runs (one entry point for
-# everything compiled ~3x as many functions; bench/numba_compile_profile.py, figures in
+# (ops.Prepared; on the view pass plain SGD and SGD with momentum apart, chosen per step),
+# so that a first call compiles only what it runs (one entry point for everything compiled
+# ~3x as many functions; bench/numba_compile_profile.py, figures in
 # bench/results/numba-compile.md). Each returns (status, loss); nothing is written to
 # params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
@@ -416,12 +424,30 @@ def flat_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, we
 
 
 @njit(**JIT)
-def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
-    """Plain SGD (momentum 0) updates W inside its GEMM (_sgd_pass)."""
+def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, weight_decay):
+    """Plain SGD (momentum 0): W updated inside its GEMM (_sgd_pass). Status UNBOUNDED: the
+    step is not done; view_sgd_stored finishes it (a separate entry point, so that a first
+    step compiles the stored-gradient path only if it takes it)."""
     targets, labels = targets_and_labels(X, y, plan)
     status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
-    if status == OK and momentum == 0:
-        return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+    if status != OK:
+        return status, math.nan
+    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+
+
+@njit(**JIT)
+def view_sgd_stored(X, params, grads, ws, plan, undo, lr, weight_decay):
+    """After view_sgd's UNBOUNDED: the weight gradients into grads, then the all-or-nothing
+    update. -> status."""
+    _weight_gradients(X, grads, ws, plan)
+    return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False)
+
+
+@njit(**JIT)
+def view_momentum(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+    """SGD with momentum: gradients into grads, then the update (optimizers.sgd_layers)."""
+    targets, labels = targets_and_labels(X, y, plan)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
     total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
