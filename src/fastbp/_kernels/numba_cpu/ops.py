@@ -136,7 +136,7 @@ class Prepared:
         no_weights = _NO_WEIGHTS[params.dtype]
 
         def pass_(mode, X, y, sw):
-            return loss_pass(mode, X, y, no_weights if sw is None else sw, params, grads, ws, plan)
+            return loss_pass(mode, X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2)
 
         undo = None         # the workspace's, taken at the first step (inference never allocates it)
 
@@ -144,7 +144,7 @@ class Prepared:
             nonlocal undo
             if undo is None:
                 undo = workspace.undo()
-            return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
+            return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2, opt.state["velocity"], undo, opt.lr, opt.momentum,
                        opt.weight_decay, opt.nesterov)
 
         def adam_step(X, y, sw, opt):
@@ -152,8 +152,8 @@ class Prepared:
             if undo is None:
                 undo = workspace.undo()
             beta1, beta2 = opt.betas
-            state = opt.state
-            return adam(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
+            moments = opt.state
+            return adam(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2, moments["m"], moments["v"], undo, opt.step_count + 1, opt.lr,
                         beta1, beta2, opt.eps, opt.weight_decay)
 
         self.pass_ = pass_
