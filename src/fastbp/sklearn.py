@@ -16,7 +16,8 @@ How scikit-learn's numbers map onto a fastbp network (mean reduction over the ba
 its gradient is `scale` times the network's (`_OUTPUTS`), which the solvers fold into
 the learning rate (SGD) or epsilon (Adam); its L2 term 0.5 * alpha * sum(W**2) / n is the
 network's own (MLP.l2 = alpha / scale, in the kernels); and its reported loss (loss_,
-loss_curve_) is `loss_factor` times the network's data loss plus the L2 term (`_reported`).
+loss_curve_) is `loss_factor` times the network's data loss plus the L2 term
+(`_penalty_correction`).
 
 This module imports scikit-learn; `import fastbp` does not import this module.
 """
@@ -678,7 +679,7 @@ class _StochasticSolver:
 
 def _step(net, optimizer, before, loss_factor, scale, alpha):
     """-> step(X, y, sw): one training step of the network (its L2 term included) -> scikit-learn's
-    batch loss (`_reported`)."""
+    batch loss (`_penalty_correction`)."""
     ops, state = net._ops, net._state
     weights = state.params.W
     correction = _penalty_correction(loss_factor, scale, alpha)
