@@ -149,27 +149,38 @@ def _penalty_scale(l2, plan, m, sw):
 
 
 @njit(**JIT)
-def _weight_penalty(params, grads, plan, c, gradient):
-    """-> 0.5 * c * sum(W**2) over every layer's weights (summed in float64); with
-    `gradient`, c * W added to the weight gradients in grads. The biases are not penalised."""
+def _weight_penalty(params, grads, ws, plan, c, gradient):
+    """-> 0.5 * c * sum(W**2) over every layer's weights (in float64, one accumulator per
+    column in the workspace's ACC_AT scratch: the loop over a row vectorizes without
+    reassociating, where one running sum cannot); with `gradient`, c * W added to the
+    weight gradients in grads. The biases are not penalised."""
+    acc = ws[plan[ACC_AT]:].view(np.float64)
     total = 0.0
     c_ = params.dtype.type(c)
     for l in range(plan[N_LAYERS]):
         r = HEADER + l * FIELDS
-        for i in range(plan[r + W_AT], plan[r + B_AT]):
-            w = params[i]
-            total += float(w) * float(w)
-            if gradient:
-                grads[i] += c_ * w
+        n_in, n_out, w = plan[r + N_IN], plan[r + N_OUT], plan[r + W_AT]
+        for j in range(n_out):
+            acc[j] = 0.0
+        for k in range(n_in):
+            row = w + k * n_out
+            for j in range(n_out):
+                x = float(params[row + j])
+                acc[j] += x * x
+        for j in range(n_out):
+            total += acc[j]
+        if gradient:
+            for i in range(w, plan[r + B_AT]):
+                grads[i] += c_ * params[i]
     return 0.5 * c * total
 
 
 @njit(**JIT)
-def _penalised(mode, total, params, grads, plan, c):
+def _penalised(mode, total, params, grads, ws, plan, c):
     """The data loss `total` plus the L2 term (and, mode >= MODE_GRAD, its gradient into grads)."""
     if c == 0.0:
         return total
-    return total + _weight_penalty(params, grads, plan, c, mode != MODE_LOSS)
+    return total + _weight_penalty(params, grads, ws, plan, c, mode != MODE_LOSS)
 
 
 @njit(**JIT)
@@ -205,7 +216,7 @@ def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan, c):
     total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels, sw,
                                       plan[LOSS], plan[REDUCTION], ws[cur:cur + size].reshape(batch, n_last))
     if mode == MODE_LOSS:
-        return _penalised(mode, total, params, grads, plan, c)
+        return _penalised(mode, total, params, grads, ws, plan, c)
     code = plan[r + ACT]
     for i in range(size):
         ws[cur + i] *= derivative(code, ws[z_last + i], ws[a_last + i])
@@ -240,7 +251,7 @@ def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan, c):
                         s += ws[dm + j] * params[wk + j]
                     i = m * n_in + k
                     ws[d_prev + i] = s * derivative(code, ws[z_prev + i], ws[prev + i])
-    return _penalised(mode, total, params, grads, plan, c)
+    return _penalised(mode, total, params, grads, ws, plan, c)
 
 
 @njit(**JIT)
@@ -285,7 +296,7 @@ def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan, c):
     if mode != MODE_LOSS:
         _deltas(params, ws, plan, X.shape[0])
         _weight_gradients(X, grads, ws, plan)
-    return _penalised(mode, total, params, grads, plan, c)
+    return _penalised(mode, total, params, grads, ws, plan, c)
 
 
 @njit(**JIT)
@@ -330,7 +341,7 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     weights); when that cannot be shown, the step takes the stored-gradient path: gradients
     into grads, then the all-or-nothing update (optimizers.sgd_layers).
     -> (status, loss); grads is left as scratch."""
-    total = _penalised(MODE_LOSS, _forward_loss(X, y, labels, sw, params, ws, plan), params, grads, plan, c)
+    total = _penalised(MODE_LOSS, _forward_loss(X, y, labels, sw, params, ws, plan), params, grads, ws, plan, c)
     if not math.isfinite(total):
         return NONFINITE, total
     m = X.shape[0]
@@ -341,7 +352,7 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c):
         _weight_gradients(X, grads, ws, plan)
         if c != 0.0:
-            _weight_penalty(params, grads, plan, c, True)
+            _weight_penalty(params, grads, ws, plan, c, True)
         return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False), total
     T = ws.dtype.type
     lr_, c_ = T(lr), T(c)
