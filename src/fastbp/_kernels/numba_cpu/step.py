@@ -149,28 +149,20 @@ def _penalty_scale(l2, plan, m, sw):
 
 
 @njit(**JIT)
-def _weight_penalty(params, grads, ws, plan, c, gradient):
-    """-> 0.5 * c * sum(W**2) over every layer's weights (in float64, one accumulator per
-    column in the workspace's ACC_AT scratch: the loop over a row vectorizes without
-    reassociating, where one running sum cannot); with `gradient`, c * W added to the
-    weight gradients in grads. The biases are not penalised."""
-    acc = ws[plan[ACC_AT]:].view(np.float64)
+def _weight_penalty(params, grads, plan, c, gradient):
+    """-> 0.5 * c * sum(W**2) over every layer's weights (summed in float64); with
+    `gradient`, c * W added to the weight gradients in grads. The biases are not penalised.
+    (Two loops: the sum alone vectorizes under JIT's reassociation.)"""
     total = 0.0
     c_ = params.dtype.type(c)
     for l in range(plan[N_LAYERS]):
         r = HEADER + l * FIELDS
-        n_in, n_out, w = plan[r + N_IN], plan[r + N_OUT], plan[r + W_AT]
-        for j in range(n_out):
-            acc[j] = 0.0
-        for k in range(n_in):
-            row = w + k * n_out
-            for j in range(n_out):
-                x = float(params[row + j])
-                acc[j] += x * x
-        for j in range(n_out):
-            total += acc[j]
+        w, b = plan[r + W_AT], plan[r + B_AT]
+        for i in range(w, b):
+            x = float(params[i])
+            total += x * x
         if gradient:
-            for i in range(w, plan[r + B_AT]):
+            for i in range(w, b):
                 grads[i] += c_ * params[i]
     return 0.5 * c * total
 
@@ -180,7 +172,7 @@ def _penalised(mode, total, params, grads, ws, plan, c):
     """The data loss `total` plus the L2 term (and, mode >= MODE_GRAD, its gradient into grads)."""
     if c == 0.0:
         return total
-    return total + _weight_penalty(params, grads, ws, plan, c, mode != MODE_LOSS)
+    return total + _weight_penalty(params, grads, plan, c, mode != MODE_LOSS)
 
 
 @njit(**JIT)
@@ -352,7 +344,7 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c):
         _weight_gradients(X, grads, ws, plan)
         if c != 0.0:
-            _weight_penalty(params, grads, ws, plan, c, True)
+            _weight_penalty(params, grads, plan, c, True)
         return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False), total
     T = ws.dtype.type
     lr_, c_ = T(lr), T(c)
@@ -365,8 +357,9 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
         if not matmul_tn_into(-lr_, A_prev, _rows(ws, plan, l, D_AT, m), decay, _W(params, plan, l), plan[BLAS_AT]):
             # a product below the BLAS threshold: loops into grads, then the update
             matmul_tn(A_prev, _rows(ws, plan, l, D_AT, m), _W(grads, plan, l), plan[BLAS_AT])
-            for i in range(w, b):                   # + the L2 term's gradient
-                grads[i] += c_ * params[i]
+            if c != 0.0:                            # + the L2 term's gradient
+                for i in range(w, b):
+                    grads[i] += c_ * params[i]
             sgd_range(params, grads, undo, undo, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
