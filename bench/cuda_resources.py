@@ -77,6 +77,12 @@ def launchable_kernels(tiles=()):
                             ("weight slice", (i64, mat, mat, T[:], mat, i64, f64, vec, mat, vec))],
             "cross_entropy": [("", (mat, ivec, vec, mat, i64, f64, vec, mat, vec)),
                               ("weight slice", (mat, ivec, T[:], mat, i64, f64, vec, mat, vec))],
+            # the L2 term: the weighted mean's scale from a batch's weights, then the weights' pass
+            "penalty_scale": [("", (vec, f64, vec)), ("weight slice", (T[:], f64, vec))],
+            # c: the device scale (weighted mean), or the empty array (typed layout A) for none
+            "weight_penalty": [("", (vec, vec, ivec, i64, f64, vec, flag, vec)),
+                               ("no device scale", (vec, vec, ivec, i64, f64, T[:], flag, vec))],
+            "add_penalty": [("", (vec, i64, f64, vec, vec)), ("no device scale", (vec, i64, f64, T[:], vec))],
         }, name, one_d)
         add("optimizers", m.optimizers.kernels(dtype), {
             "sgd": sig(vec, vec, vec, f64, f64, f64, flag, vec, flag),

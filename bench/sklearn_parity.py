@@ -7,7 +7,7 @@ usage:  python bench/sklearn_parity.py [--seeds 3] [--threads 1] [--datasets all
 Per data set and seed the libraries fit in turn on the same split, their order rotating
 from seed to seed (same-run interleaving); the table gives mean +- sd of the test score
 and median fit seconds over the seeds, and the ratios of the medians. "fastbp alpha=0" is
-fastbp's fused training step (no L2 term), timed for the cost of the interim L2 path.
+fastbp's training step without the L2 term, timed for the cost of that term.
 """
 import argparse
 import os

@@ -114,7 +114,7 @@ def launches(monkeypatch):
 
 def run_every_launch_path(dtype, monkeypatch):
     """Tiny workloads that reach every launch helper: fused and tiled networks, each loss, both
-    optimizers, fit with shuffling (row gathers), validation and sample weights, the public kernels with
+    optimizers, fit with shuffling (row gathers), validation, sample weights and an L2 penalty, the public kernels with
     strided and F-order device inputs, weight gradients split over batch chunks."""
     from numba import cuda
     from fastbp._kernels.cuda import ops as backend
@@ -125,7 +125,8 @@ def run_every_launch_path(dtype, monkeypatch):
         monkeypatch.setattr(backend.ops, "fused", fused)
         for loss, opt in (("mse", fb.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
                           ("bce", fb.Adam(0.01)), ("cross_entropy", fb.SGD(0.1))):
-            net = fb.MLP([3, 4, 2], activation="tanh", loss=loss, dtype=dtype, backend="cuda", seed=1)
+            net = fb.MLP([3, 4, 2], activation="tanh", loss=loss, dtype=dtype, backend="cuda", seed=1,
+                         l2=0.0 if loss == "bce" else 0.1)
             X = rng.normal(size=(9, 3))
             y = (rng.integers(0, 2, size=9) if loss == "cross_entropy"
                  else rng.uniform(size=(9, 2)))

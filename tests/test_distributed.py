@@ -77,9 +77,11 @@ def two_rank_run():
 
 # ranks that built different networks or resumed different states: a ValueError on every rank, never a hang
 NETWORK_CHECKS = ["different_hidden_sizes", "different_activation", "different_output_activation",
-                  "different_loss", "different_reduction", "different_dtype", "different_optimizer",
+                  "different_loss", "different_reduction", "different_l2", "different_dtype",
+                  "different_optimizer",
                   "different_learning_rate", "resumed_different_rng_state", "resumed_different_checkpoints"]
-MPI_CHECKS = ["sgd_mse_uneven_batches", "adam_cross_entropy_sum_tiny_batches", "bce_mean_relu_validation",
+MPI_CHECKS = ["sgd_mse_uneven_batches", "l2_penalty_mean_and_sum", "adam_cross_entropy_sum_tiny_batches",
+              "bce_mean_relu_validation",
               "shuffle_same_seed", "shuffle_no_seed_replicas_agree", "nan_on_one_rank",
               "different_data_on_ranks", "non_finite_loss_on_one_shard",
               "root_writes_checkpoints_and_callback_stops_all", "bad_comm", *NETWORK_CHECKS]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import files, memory
+from . import files, memory, validation
 from .layout import architecture
 from .npzfile import Archive
 
@@ -31,7 +31,7 @@ VERSION = 1
 MAX_META_BYTES = 64 << 20          # the JSON description (a long run's history included)
 MAX_STEP_COUNT = 2 ** 53
 _ARCHITECTURE_KEYS = ("layer_sizes", "activation", "output_activation", "loss", "reduction", "dtype")
-_META_KEYS = {"format", "version", "optimizer", "training", *_ARCHITECTURE_KEYS}
+_META_KEYS = {"format", "version", "optimizer", "training", "l2", *_ARCHITECTURE_KEYS}   # l2: optional (0.0)
 _TRAINING_KEYS = {"epoch", "epochs", "batch_size", "shuffle", "n_samples", "rng", "history"}
 _OPTIONAL_TRAINING_KEYS = {"seed"}      # fit's seed (an int or null); checkpoints written before it lack it
 
@@ -45,6 +45,7 @@ class Checkpoint:
     optimizer: dict = None        # {"type", "hyperparameters", "step_count"} or None
     optimizer_arrays: dict = field(default_factory=dict)    # state name -> flat array
     training: dict = None         # fit's progress (epoch, RNG state, history, ...) or None
+    l2: float = 0.0               # the network's L2 penalty (checkpoints written before it lack it: 0)
 
     def build_optimizer(self, net):
         from .optim import optimizer_from_checkpoint
@@ -62,7 +63,7 @@ def architecture_of(net):
 def save(net, path, optimizer=None, training=None):
     """Write `net` (and `optimizer`'s state, and fit's `training` progress) to `path` atomically.
     Non-finite parameters or optimizer state are a ValueError, and nothing is written."""
-    meta = dict(format=FORMAT, version=VERSION, **architecture_of(net))
+    meta = dict(format=FORMAT, version=VERSION, **architecture_of(net), l2=net.l2)
     arrays = {"params": net.get_flat_params()}
     if optimizer is not None:
         meta["optimizer"] = optimizer.checkpoint_meta()
@@ -101,6 +102,10 @@ def _read_checked(path, archive):
         arch = architecture(**{k: meta[k] for k in _ARCHITECTURE_KEYS})
     except (TypeError, ValueError) as e:
         raise ValueError(f"its architecture: {e}") from None
+    try:
+        l2 = validation.l2_penalty(meta.get("l2", 0.0))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"its L2 penalty: {e}") from None
     optimizer, state_names = _optimizer_section(meta.get("optimizer"))
     training = meta.get("training")
     if training is not None:
@@ -136,7 +141,8 @@ def _read_checked(path, archive):
         raise ValueError("Adam's second-moment state optim_v has negative entries")
     return Checkpoint(path=path, architecture={k: meta[k] for k in _ARCHITECTURE_KEYS},
                       params=arrays.pop("params"), optimizer=optimizer,
-                      optimizer_arrays={k[len("optim_"):]: v for k, v in arrays.items()}, training=training)
+                      optimizer_arrays={k[len("optim_"):]: v for k, v in arrays.items()}, training=training,
+                      l2=l2)
 
 
 def _description(archive):

@@ -143,7 +143,7 @@ def network_fingerprint(net, optimizer, resumed=None):
     DataParallel.check_same_network); arrays and the RNG state enter as CRC-32s."""
     arch = net.arch
     fields = dict(layer_sizes=list(arch.sizes), activations=list(arch.activations), loss=arch.loss,
-                  reduction=arch.reduction, dtype=arch.dtype.name,
+                  reduction=arch.reduction, dtype=arch.dtype.name, l2=net.l2,
                   optimizer=(type(optimizer).__name__, sorted(optimizer.hyperparameters().items()),
                              optimizer.step_count, sorted(optimizer.state)))
     if resumed is not None:
@@ -294,9 +294,16 @@ class DataParallel:
         status = self._status
         status[:] = 0.0
         host = None
+        l2 = state.l2
         try:
             if n_local:
-                local_loss = ops.loss_and_grad(state, ops.from_host(X[rows]), ops.from_host(y[rows]))
+                # each of the ranks with rows carries an equal share of the L2 term: the sum
+                # over ranks (of shards weighted n_local / n for the mean) holds it once, over n
+                state.l2 = l2 / min(n, self.size)
+                try:
+                    local_loss = ops.loss_and_grad(state, ops.from_host(X[rows]), ops.from_host(y[rows]))
+                finally:
+                    state.l2 = l2
                 weight = n_local / n if self._mean else 1.0
                 host = ops.to_host(grads)               # the buffer itself on CPU backends
                 if weight != 1.0:

@@ -84,7 +84,7 @@ def gradcheck(net, X, y, eps=1e-6, atol=1e-5, rtol=1e-3, max_checks_per_tensor=2
             max_checks_per_tensor, numbers.Integral) or max_checks_per_tensor < 1):
         raise ValueError(f"max_checks_per_tensor must be a positive integer or None; got {max_checks_per_tensor!r}")
     probe = MLP(net.layer_sizes, activation=net.activation, output_activation=net.output_activation,
-                loss=net.loss, reduction=net.reduction, dtype=np.float64, backend=net.backend)
+                loss=net.loss, reduction=net.reduction, dtype=np.float64, backend=net.backend, l2=net.l2)
     probe.set_params(net.weights, net.biases)
     _, dW, db = probe.loss_and_grad(X, y, sample_weight)          # also validates X, y and the weights
     flat = probe.flat_params

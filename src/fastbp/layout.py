@@ -72,9 +72,21 @@ class FlatBuffer:
 
 @dataclass
 class NetState:
-    """What a backend needs to run a network: its shape, parameters, gradients and a
-    scratch dict where the backend keeps workspaces it allocates once (keyed as it likes)."""
+    """What a backend needs to run a network: its shape, parameters, gradients, a scratch
+    dict where the backend keeps workspaces it allocates once (keyed as it likes), and the
+    L2 penalty on the weights (`penalty_scale`), read by every pass."""
     arch: Architecture
     params: FlatBuffer
     grads: FlatBuffer
     scratch: dict
+    l2: float = 0.0
+
+
+def penalty_scale(l2, reduction, rows, weight_sum=None):
+    """The factor c of the L2 term in a batch's loss, 0.5 * c * sum(W**2), and its gradient
+    c * W: l2 / n for the mean (n: the batch's rows, or its total sample weight; all-zero
+    weights count as 1, as the data term's mean does), l2 for the sum."""
+    if reduction == losses.SUM:
+        return l2
+    n = rows if weight_sum is None else (weight_sum or 1.0)
+    return l2 / n

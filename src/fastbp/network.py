@@ -75,6 +75,14 @@ class MLP:
             otherwise; zero biases). None: fresh entropy.
         init: how the initial weights are drawn: "auto" (as above) or "sklearn"
             (scikit-learn's MLP initialisation; `fastbp.network.initial_parameters`).
+        l2: an L2 penalty on the weights (never the biases), part of the loss in every
+            pass (loss_value, loss_and_grad, train_step, fit, gradcheck): 0.5 * l2 *
+            sum(W**2) is added to the summed loss, and the reduction divides it as it
+            divides the data term. With reduction="mean" a batch's loss is
+            (sum_i w_i l_i + 0.5 * l2 * sum(W**2)) / n, n = the batch's rows or its total
+            sample weight (scikit-learn's alpha convention); with "sum" it is
+            sum_i w_i l_i + 0.5 * l2 * sum(W**2). The weights' gradient gains l2 * W / n
+            (resp. l2 * W). >= 0; settable later (`net.l2 = ...`).
 
     Example:
         ```python
@@ -84,30 +92,31 @@ class MLP:
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
-                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None, init="auto"):
+                 loss="mse", reduction="mean", dtype=np.float32, backend="auto", seed=None, init="auto", l2=0.0):
         self.arch = architecture(layer_sizes, activation, output_activation, loss, reduction, dtype)
         if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
+        l2 = validation.l2_penalty(l2)
         self.backend = resolve(backend)
         memory.require(memory.network_bytes(self.arch), self._parameters_text())
-        self._allocate(initial_parameters(self.arch, seed, init))
+        self._allocate(initial_parameters(self.arch, seed, init), l2)
 
     @classmethod
-    def _with_parameters(cls, arch, flat, backend):
+    def _with_parameters(cls, arch, flat, backend, l2=0.0):
         """A network of `arch` holding the checked host vector `flat` (no random start drawn):
         how a checkpoint becomes a network."""
         net = cls.__new__(cls)
         net.arch = arch
         net.backend = resolve(backend)
-        net._allocate(flat)
+        net._allocate(flat, validation.l2_penalty(l2))
         return net
 
-    def _allocate(self, host_params):
+    def _allocate(self, host_params, l2):
         self._ops = get_ops(self.backend)
         params = self._ops.from_host(host_params)
         del host_params                  # (a float64 draw is freed before the gradients exist)
         grads = self._ops.zeros(self.arch.n_params, self.arch.dtype)
-        self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {})
+        self._state = NetState(self.arch, FlatBuffer(params, self.arch), FlatBuffer(grads, self.arch), {}, l2)
 
     def _parameters_text(self):
         return f"MLP({list(self.arch.sizes)}) {self.arch.dtype.name}: {self.arch.n_params:,} parameters"
@@ -141,10 +150,20 @@ class MLP:
     def n_params(self):
         return self.arch.n_params
 
+    @property
+    def l2(self):
+        """The L2 penalty on the weights (see the class docstring); settable, checked."""
+        return self._state.l2
+
+    @l2.setter
+    def l2(self, value):
+        self._state.l2 = validation.l2_penalty(value)
+
     def __repr__(self):
+        l2 = f", l2={self.l2!r}" if self.l2 else ""
         return (f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, "
                 f"output_activation={self.output_activation!r}, loss={self.loss!r}, "
-                f"reduction={self.reduction!r}, dtype={self.dtype.name}, backend={self.backend!r})")
+                f"reduction={self.reduction!r}, dtype={self.dtype.name}, backend={self.backend!r}{l2})")
 
     # ---- parameters ----
     @property
@@ -289,7 +308,7 @@ class MLP:
     def from_checkpoint(cls, saved, backend="auto"):
         """The network a checkpoint.Checkpoint (checked by checkpoint.read) describes, with its
         parameters (no random start drawn)."""
-        return cls._with_parameters(architecture(**saved.architecture), saved.params, backend)
+        return cls._with_parameters(architecture(**saved.architecture), saved.params, backend, saved.l2)
 
 
 def load_checkpoint(path, backend="auto"):

@@ -14,8 +14,10 @@ fastbp adds `backend`, `dtype` and `callback`.
 
 How scikit-learn's numbers map onto a fastbp network (mean reduction over the batch):
 its gradient is `scale` times the network's (`_OUTPUTS`), which the solvers fold into
-the learning rate (SGD) or epsilon (Adam), and its reported loss (loss_, loss_curve_) is
-`loss_factor` times the network's plus the L2 term.
+the learning rate (SGD) or epsilon (Adam); its L2 term 0.5 * alpha * sum(W**2) / n is the
+network's own (MLP.l2 = alpha / scale, in the kernels); and its reported loss (loss_,
+loss_curve_) is `loss_factor` times the network's data loss plus the L2 term
+(`_penalty_correction`).
 
 This module imports scikit-learn; `import fastbp` does not import this module.
 """
@@ -256,6 +258,7 @@ class _BaseMLP(BaseEstimator):
             if not np.isfinite(result.x).all():
                 raise ValueError(_NON_FINITE)
             self.loss_ = objective.reported_at(result.x)
+            objective.finish()
         return minimize
 
     # ---- partial_fit ----
@@ -630,11 +633,11 @@ class _StochasticSolver:
                                                        self.optimizer.checkpoint_arrays(), net)
 
     def step(self, net, loss_factor, alpha):
-        """-> step(X_batch, y_batch) -> the batch's loss as scikit-learn reports it."""
-        before = self._adam_epsilon if self.kind == "adam" else None
-        if alpha == 0:
-            return _plain_step(net, self.optimizer, before, loss_factor)
-        return _l2_step(net, self.optimizer, before, loss_factor, alpha, alpha / self.scale)
+        """-> step(X_batch, y_batch, sw) -> the batch's loss as scikit-learn reports it. The
+        L2 term is the network's (net.l2), scaled as the gradient is."""
+        net.l2 = alpha / self.scale
+        return _step(net, self.optimizer, self._adam_epsilon if self.kind == "adam" else None, loss_factor,
+                     self.scale, alpha)
 
     def _adam_epsilon(self):
         t = self.optimizer.step_count + 1
@@ -674,49 +677,42 @@ class _StochasticSolver:
         return state
 
 
-def _plain_step(net, optimizer, before, loss_factor):
+def _step(net, optimizer, before, loss_factor, scale, alpha):
+    """-> step(X, y, sw): one training step of the network (its L2 term included) -> scikit-learn's
+    batch loss (`_penalty_correction`)."""
     ops, state = net._ops, net._state
+    weights = state.params.W
+    correction = _penalty_correction(loss_factor, scale, alpha)
 
     def step(X, y, sw):
         if before is not None:
             before()
-        return loss_factor * ops.train_step(state, X, y, optimizer, sw)
-    return step
-
-
-def _l2_step(net, optimizer, before, loss_factor, alpha, l2):
-    """INTERIM, until the kernels take an L2 term (then MLP(l2=...) and _plain_step): the
-    network's gradient plus l2 * W / rows on the weights (not the biases), then the update.
-    -> step(X, y, sw) -> scikit-learn's batch loss, with 0.5 * alpha * sum(W**2) / rows.
-    With sample weights sw, "rows" is the batch's total weight, as scikit-learn's sw_sum."""
-    ops, state = net._ops, net._state
-    weights = [slice(w_at, b_at) for w_at, b_at in net.arch.offsets]
-
-    def step(X, y, sw):
-        if before is not None:
-            before()
-        loss = ops.loss_and_grad(state, X, y, sw)
+        if not correction:
+            return loss_factor * ops.train_step(state, X, y, optimizer, sw)
         rows = X.shape[0] if sw is None else (float(np.sum(ops.to_host(sw), dtype=np.float64)) or 1.0)
-        grads, params = ops.to_host(state.grads.flat), ops.to_host(state.params.flat)   # CPU: the buffers
-        squares = 0.0
-        for w in weights:
-            grads[w] += (l2 / rows) * params[w]
-            squares += float(params[w] @ params[w])
-        if grads is not state.grads.flat:
-            ops.copy_into(state.grads.flat, grads)
-        if not (math.isfinite(loss) and ops.all_finite(state.grads.flat)):
-            raise FloatingPointError(f"non-finite loss ({loss}) or gradient; parameters left unchanged")
-        optimizer.update(ops, state.params.flat, state.grads.flat)
-        return loss_factor * loss + 0.5 * alpha * squares / rows
+        penalty = ops.weight_penalty(weights, None, alpha / rows)         # the weights before the step
+        return loss_factor * ops.train_step(state, X, y, optimizer, sw) + correction * penalty
     return step
+
+
+def _penalty_correction(loss_factor, scale, alpha):
+    """scikit-learn reports loss_factor x the data loss + the L2 term P, where the network's
+    loss is the data loss + P / scale: the report is loss_factor x the network's loss +
+    (1 - loss_factor / scale) x P. That factor is 0 but for multi-output regression
+    (scikit-learn's squared loss halves the mean over outputs, its gradient does not)."""
+    return (1.0 - loss_factor / scale) * bool(alpha)
 
 
 class _Objective:
     """scikit-learn's L-BFGS objective on the flat parameter vector theta -> (J, dJ/dtheta) in
-    float64: scale x (the network's mean loss + the L2 term), its gradient by backpropagation
-    over the rows EVAL_ROWS at a time. `reported` is scikit-learn's loss at the last theta.
-    With sample weights sw (host), each chunk counts by its total weight, and the L2 term is
-    divided by the total weight (scikit-learn's sw_sum) instead of the rows."""
+    float64: scale x the network's mean loss, its L2 term included (net.l2), its gradient by
+    backpropagation over the rows EVAL_ROWS at a time. `reported` is scikit-learn's loss at
+    the last theta. With sample weights sw (host), each chunk counts by its total weight, and
+    the L2 term is divided by the total weight (scikit-learn's sw_sum) instead of the rows.
+
+    Chunk k's loss carries its L2 term over its own n_k rows and counts with share n_k / n, so
+    each of the K chunks (of positive weight) is given l2 = alpha / scale / K: together
+    they hold the L2 term once, over n. `finish()` leaves the network at alpha / scale."""
 
     def __init__(self, net, data, n, sw, scale, loss_factor, alpha):
         starts = np.arange(0, n, EVAL_ROWS)
@@ -724,24 +720,25 @@ class _Objective:
         self.net, self.data, self.n = net, data, float(shares.sum())
         self.shares = shares / self.n
         self.scale, self.loss_factor, self.alpha = scale, loss_factor, alpha
-        self.weights = [slice(w_at, b_at) for w_at, b_at in net.arch.offsets]
+        self.chunk_l2 = alpha / scale / np.count_nonzero(shares)
+        self.correction = _penalty_correction(loss_factor, scale, alpha)
         self.theta = self.reported = None
 
     def __call__(self, theta):
         net, ops, state = self.net, self.net._ops, self.net._state
         net.set_flat_params(theta)
+        net.l2 = self.chunk_l2
         loss, grad = 0.0, np.zeros(net.n_params)
         for (X, y, sw), share in zip(self.data.batches(EVAL_ROWS), self.shares):
             loss += share * ops.loss_and_grad(state, X, y, sw)
             grad += share * ops.to_host(state.grads.flat)
-        # INTERIM, until the kernels take an L2 term (MLP(l2=...)): the penalty on the weights
-        squares = 0.0
-        for w in self.weights:
-            squares += float(theta[w] @ theta[w])
-            grad[w] += (self.alpha / self.scale / self.n) * theta[w]
         self.theta = np.array(theta, copy=True)
-        self.reported = self.loss_factor * loss + 0.5 * self.alpha * squares / self.n
-        J = self.scale * loss + 0.5 * self.alpha * squares / self.n
+        self.reported = self.loss_factor * loss
+        if self.correction:
+            penalty = 0.5 * self.alpha * sum(float(theta[w_at:b_at] @ theta[w_at:b_at])
+                                             for w_at, b_at in net.arch.offsets) / self.n
+            self.reported += self.correction * penalty
+        J = self.scale * loss
         if not (math.isfinite(J) and np.isfinite(grad).all()):
             return math.inf, np.zeros_like(grad)       # the line search steps back
         return J, self.scale * grad
@@ -751,6 +748,10 @@ class _Objective:
         if self.theta is None or not np.array_equal(theta, self.theta):
             self(theta)
         return self.reported
+
+    def finish(self):
+        """The network's L2 term back to the whole data set's (alpha / scale)."""
+        self.net.l2 = self.alpha / self.scale
 
 
 # ---- data ----

@@ -49,6 +49,17 @@ def random_state(seed, argument="seed"):
         raise ValueError(f"{argument} must be None or an integer in [0, 2**32); got {seed!r} ({e})") from None
 
 
+def l2_penalty(value, argument="l2"):
+    """The L2 penalty's strength -> a float >= 0 (TypeError for a non-number, ValueError for a
+    negative or non-finite one)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a real number >= 0; got {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{argument} must be a finite real number >= 0; got {value!r}")
+    return value
+
+
 def sequence_of(value, n, argument):
     """A list of n items from a sequence (list, tuple, ...); TypeError/ValueError naming the argument."""
     if isinstance(value, (str, bytes, np.ndarray)) or not hasattr(value, "__len__"):

@@ -36,9 +36,9 @@ def data(n, n_in, n_out, loss, seed=0):
     return X, y
 
 
-def make(sizes, loss, reduction="mean", activation="tanh", seed=1):
+def make(sizes, loss, reduction="mean", activation="tanh", seed=1, l2=0.0):
     return fb.MLP(sizes, activation=activation, loss=loss, reduction=reduction, dtype=np.float64,
-                  backend="numpy", seed=seed)
+                  backend="numpy", seed=seed, l2=l2)
 
 
 def assert_close(a, b, what):
@@ -54,11 +54,11 @@ def assert_same_on_every_rank(flat, what):
         assert np.array_equal(other, flats[0]), f"{what}: rank {r} differs from rank 0 (bitwise)"
 
 
-def equivalence(sizes, loss, reduction, optimizer, n, batch_size, epochs=3, activation="tanh", **fit_args):
+def equivalence(sizes, loss, reduction, optimizer, n, batch_size, epochs=3, activation="tanh", l2=0.0, **fit_args):
     """fit with comm gives the weights and the history of fit without it (shuffle=False unless given)."""
     fit_args.setdefault("shuffle", False)
     X, y = data(n, sizes[0], sizes[-1], loss)
-    one, many = make(sizes, loss, reduction, activation), make(sizes, loss, reduction, activation)
+    one, many = make(sizes, loss, reduction, activation, l2=l2), make(sizes, loss, reduction, activation, l2=l2)
     h1 = one.fit(X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer(), progress=False, **fit_args)
     h2 = many.fit(X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer(), progress=False,
                   comm=comm, **fit_args)
@@ -76,6 +76,12 @@ def check_sgd_mse_uneven_batches():
     # the last batch of 3 rows too (2 + 1)
     assert 25 % size and 103 % 25
     equivalence([5, 16, 8, 3], "mse", "mean", lambda: fb.SGD(lr=0.05, momentum=0.9), n=103, batch_size=25)
+
+
+def check_l2_penalty_mean_and_sum():
+    # the L2 term held once per global batch, uneven shards and (batch 1) ranks without rows
+    equivalence([5, 16, 3], "mse", "mean", lambda: fb.SGD(lr=0.05, momentum=0.9), n=103, batch_size=25, l2=0.5)
+    equivalence([4, 12, 5], "cross_entropy", "sum", lambda: fb.Adam(lr=1e-2), n=9, batch_size=1, epochs=2, l2=0.3)
 
 
 def check_adam_cross_entropy_sum_tiny_batches():
@@ -236,6 +242,10 @@ def check_different_loss():
 
 def check_different_reduction():
     expect_network_mismatch("reduction", lambda r: make([5, 8, 3], "mse", reduction=last_rank("sum", "mean")))
+
+
+def check_different_l2():
+    expect_network_mismatch("l2", lambda r: make([5, 8, 3], "mse", l2=last_rank(0.1, 0.0)))
 
 
 def check_different_dtype():

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ..layout import penalty_scale
 from ..validation import kernel_array
 from .plan import NONFINITE, OK, status_error
 
@@ -106,6 +107,20 @@ class Ops:
         return self._by_reference("adam_update", p, g, m, v, step, lr, beta1, beta2, eps, weight_decay,
                                   written=(0, 2, 3))
 
+    def weight_penalty(self, weights, weight_grads, c):
+        """-> 0.5 * c * sum(W**2) over the weight matrices (a Python float, summed in float64);
+        adds c * W to each weight gradient, when weight_grads (one per weight) are given."""
+        total = 0.0
+        for l, W in enumerate(weights):
+            host = self.to_host(W)
+            total += float(np.sum(np.square(host, dtype=np.float64)))
+            if weight_grads is not None:
+                g = self.to_host(weight_grads[l])
+                g += host.dtype.type(c) * host
+                if g is not weight_grads[l]:
+                    self.copy_into(weight_grads[l], g)
+        return 0.5 * c * total
+
     def _by_reference(self, kernel, *args, written=()):
         """The reference's `kernel` on host copies of the array arguments; the arrays at the
         positions `written` are copied back, the arrays returned are in this backend's memory."""
@@ -127,9 +142,19 @@ class Ops:
             _, A = self.linear_forward(A, W, b, act)
         return A
 
+    def penalty(self, state, rows, sw, gradient):
+        """The network's L2 term for a batch of `rows` (weighted by sw): -> its share of the
+        loss, its gradient added to state.grads' weights when `gradient`. 0 when l2 is 0."""
+        if not state.l2:
+            return 0.0
+        weight_sum = None if sw is None else float(np.sum(self.to_host(sw), dtype=np.float64))
+        c = penalty_scale(state.l2, state.arch.reduction, rows, weight_sum)
+        return self.weight_penalty(state.params.W, state.grads.W if gradient else None, c)
+
     def loss(self, state, X, y, sw=None):
         out = self.forward(state, X)
-        return self.loss_and_output_grad(out, y, state.arch.loss, state.arch.reduction, sw)[0]
+        loss = self.loss_and_output_grad(out, y, state.arch.loss, state.arch.reduction, sw)[0]
+        return loss + self.penalty(state, X.shape[0], sw, gradient=False)
 
     def loss_and_grad(self, state, X, y, sw=None):
         """Forward and backward; writes the gradients into state.grads; -> loss."""
@@ -146,7 +171,7 @@ class Ops:
             self.weight_gradient(As[l], delta, G.W[l], G.b[l])
             if l > 0:
                 delta = self.delta_propagate(delta, P.W[l], Zs[l - 1], As[l], acts[l - 1])
-        return loss
+        return loss + self.penalty(state, X.shape[0], sw, gradient=True)
 
     def gradient_pass(self, state, X, y, sw=None):
         """loss_and_grad with its outcome as a status (plan.STATUSES): -> (status, loss);

@@ -127,6 +127,13 @@ class NumpyOps(Ops):
     def loss_and_output_grad(self, out, y, loss, reduction, sw=None):
         return weighted_loss(out, y, loss, reduction, sw)
 
+    def weight_penalty(self, weights, weight_grads, c):
+        # the L2 term 0.5 * c * sum(W**2) and its gradient c * W, weights only
+        if weight_grads is not None:
+            for W, dW in zip(weights, weight_grads):
+                dW += c * W
+        return 0.5 * c * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in weights)
+
     # the updates compute every new value first and write them only if all are finite
     # (nothing changes otherwise: -> False); the overflow that may come is the point
     @np.errstate(over="ignore", invalid="ignore")

@@ -1,6 +1,8 @@
 """The losses on the device (torch.nn.functional semantics): dLoss/d out times the output
 layer's f'(Z) into grad, and the reduced loss into a one-element device array; rows weighted
-by per-row sample weights when given (fastbp.losses)."""
+by per-row sample weights when given (fastbp.losses). And the network's L2 term on the
+weights (MLP.l2; fastbp.layout.penalty_scale): 0.5 * c * sum(W**2) added to that loss, c * W
+to the weight gradients."""
 import functools
 import math
 
@@ -8,6 +10,7 @@ import numpy as np
 from numba import cuda
 
 from ... import losses
+from ..plan import B_AT, FIELDS, HEADER, W_AT
 from .activations import device_functions
 from .device import numba_type
 from .elementwise import THREADS, block_sum, finish_sum, launch_shape
@@ -90,7 +93,50 @@ def kernels(dtype):
         if cuda.threadIdx.x == 0:
             partials[cuda.blockIdx.x] = block_total
 
-    return dict(weight_norm=weight_norm, elementwise=elementwise, cross_entropy=cross_entropy)
+    @cuda.jit(cache=True)
+    def penalty_scale(sw, l2, c):
+        """One block: c[0] = l2 / sum(sw), the weighted mean's L2 scale (l2 when the weights
+        are all zero, as the data term counts them)."""
+        acc = T(0)
+        for i in range(cuda.threadIdx.x, sw.size, cuda.blockDim.x):
+            acc += sw[i]
+        total = total_of_block(acc)
+        if cuda.threadIdx.x == 0:
+            c[0] = T(l2) / total if total > T(0) else T(l2)
+
+    @cuda.jit(cache=True)
+    def weight_penalty(params, grads, plan, n_layers, scale, c, gradient, partials):
+        """sum(W**2) over every layer's weights (the plan's W_AT..B_AT ranges, not the
+        biases) per block into partials[block]; with `gradient`, grads[W] += c * W. The scale
+        is c[0] when c is not empty, else `scale`."""
+        s = c[0] if c.size > 0 else T(scale)
+        acc = T(0)
+        for i in range(cuda.grid(1), params.size, cuda.gridsize(1)):
+            for l in range(n_layers):
+                r = HEADER + l * FIELDS
+                if plan[r + W_AT] <= i and i < plan[r + B_AT]:
+                    p = params[i]
+                    acc += p * p
+                    if gradient:
+                        grads[i] += s * p
+        total = total_of_block(acc)
+        if cuda.threadIdx.x == 0:
+            partials[cuda.blockIdx.x] = total
+
+    @cuda.jit(cache=True)
+    def add_penalty(partials, n_partials, scale, c, result):
+        """One block: result[0] += 0.5 * c * sum(partials[:n_partials]) (c: c[0], or `scale`
+        when c is empty)."""
+        acc = T(0)
+        for i in range(cuda.threadIdx.x, n_partials, cuda.blockDim.x):
+            acc += partials[i]
+        total = total_of_block(acc)
+        if cuda.threadIdx.x == 0:
+            s = c[0] if c.size > 0 else T(scale)
+            result[0] += T(0.5) * s * total
+
+    return dict(weight_norm=weight_norm, elementwise=elementwise, cross_entropy=cross_entropy,
+                penalty_scale=penalty_scale, weight_penalty=weight_penalty, add_penalty=add_penalty)
 
 
 @functools.lru_cache(maxsize=None)
@@ -118,3 +164,23 @@ def loss_and_output_grad(out, y, sw, Z, code, loss, reduction, grad, partials, n
     else:
         k["elementwise"][blocks, threads](loss, out, y, sw, Z, code, scale, norm, grad, partials)
     finish_sum(partials, blocks, scale, factor, result)
+
+
+def weight_penalty(params, grads, plan_d, n_layers, l2, reduction, rows, sw, c, partials, result, gradient):
+    """result[0] += the L2 term 0.5 * c * sum(W**2) (fastbp.layout.penalty_scale: c = l2 / n
+    for the mean, n the rows or sum(sw); l2 for the sum); grads[W] += c * W when `gradient`.
+    c: a one-element device buffer (the weighted mean's scale, computed on the device);
+    partials: >= MAX_BLOCKS elements."""
+    k = kernels(params.dtype)
+    none = no_weights(params.dtype)
+    if reduction == losses.SUM:
+        scale, c = l2, none
+    elif sw is None:
+        scale, c = l2 / rows, none
+    else:
+        k["penalty_scale"][1, THREADS](sw, l2, c)
+        scale = 0.0
+    blocks, threads = launch_shape(params.size)
+    k["weight_penalty"][blocks, threads](params, grads, plan_d, n_layers, scale, c, gradient, partials)
+    _, finish_threads = launch_shape(blocks)
+    k["add_penalty"][1, finish_threads](partials, blocks, scale, c, result)

@@ -96,6 +96,7 @@ class Workspace:
         self.tiles, self.n_tiles = cuda.to_device(tiles), len(tiles)
         self.partials = cuda.device_array(elementwise.MAX_BLOCKS, dtype=arch.dtype)
         self.norm = cuda.device_array(1, dtype=arch.dtype)          # the weighted mean's 1 / sum(sw)
+        self.penalty_scale = cuda.device_array(1, dtype=arch.dtype)  # and its L2 scale, l2 / sum(sw)
         self.result = cuda.device_array(3, dtype=arch.dtype)
         self.flags = self.result[1:]
         self._scratch = {}
@@ -306,6 +307,15 @@ class CudaOps(Ops):
         losses.loss_and_output_grad(out, y, sw, prep.Z[-1], arch.activations[-1], arch.loss, arch.reduction,
                                     prep.D[-1], ws.partials, ws.norm, ws.result)
 
+    def _penalty(self, state, X, sw, prep, gradient):
+        """The L2 term into result[0] (and its gradient into the weight gradients, after
+        _backward, when `gradient`); no launch when l2 is 0."""
+        if state.l2:
+            ws = prep.workspace
+            losses.weight_penalty(state.params.flat, state.grads.flat, ws.plan_d, state.arch.n_layers, state.l2,
+                                  state.arch.reduction, X.shape[0], sw, ws.penalty_scale, ws.partials, ws.result,
+                                  gradient)
+
     def _backward(self, state, X, prep):
         arch, P, G, ws = state.arch, state.params, state.grads, prep.workspace
         if self.uses_fused(arch) and narrow.eligible(arch.sizes):
@@ -326,12 +336,14 @@ class CudaOps(Ops):
     def loss(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
         self._loss_into(state, X, y, sw, prep, store_all=False)
+        self._penalty(state, X, sw, prep, gradient=False)
         return float(prep.workspace.result.copy_to_host()[0])
 
     def loss_and_grad(self, state, X, y, sw=None):
         prep = self.prepared(state, X.shape[0])
         self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
+        self._penalty(state, X, sw, prep, gradient=True)
         return float(prep.workspace.result.copy_to_host()[0])
 
     def step(self, state, X, y, sw, prep, kind, args):
@@ -340,6 +352,7 @@ class CudaOps(Ops):
         then the update. -> (status, loss); nothing is written unless the status is OK."""
         self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
+        self._penalty(state, X, sw, prep, gradient=True)
         ws = prep.workspace
         optimizers.test(kind, ws.flags, *args)
         loss, gradient_finite, update_finite = (float(v) for v in ws.result.copy_to_host())
@@ -354,6 +367,7 @@ class CudaOps(Ops):
         prep = self.prepared(state, X.shape[0])
         self._loss_into(state, X, y, sw, prep, store_all=True)
         self._backward(state, X, prep)
+        self._penalty(state, X, sw, prep, gradient=True)
         result = prep.workspace.result
         elementwise.flag_nonfinite(state.grads.flat, result, 1)
         loss, finite = (float(v) for v in result.copy_to_host()[:2])      # the one read-back

@@ -12,6 +12,9 @@ around them, the whole network step, and the public kernels.
                 if one is not finite (optimizers.pxd); plain SGD instead updates W inside
                 the weight-gradient GEMM itself, W = (1 - lr*wd) W - lr A_prev.T @ D[l]
                 (beta, alpha), once a bound shows every new value finite (sgd_in_gemm)
+    L2 term     with an L2 penalty (MLP.l2), 0.5 * c * sum(W**2) joins the loss and c * W the
+                weights' gradient (one pass over the weights, none when l2 is 0; c =
+                penalty_scale); plain SGD folds c * W into the GEMM's beta, 1 - lr*(wd + c)
 
 `network_pass`, `sgd_step` and `adam_step` run it for a whole network in one call, over the
 flat parameter and gradient buffers and a workspace laid out by the plan
@@ -270,10 +273,62 @@ cdef int adam_layers(real* P, real* G, real* M, real* V, real* undo, const Py_ss
 # ---------------------------------------------------------------- the whole network
 # Layer l's plan fields start at plan + HEADER + l * FIELDS.
 
+cdef double penalty_scale(double l2, const real* SW, Py_ssize_t m, int reduction) noexcept nogil:
+    """c of the L2 term 0.5 * c * sum(W**2) (fastbp.layout.penalty_scale): l2 / n for the
+    mean, n the batch's rows or its total sample weight (all-zero: 1); l2 for the sum."""
+    cdef Py_ssize_t i
+    cdef double n = 0
+    if l2 == 0 or reduction == SUM:
+        return l2
+    if SW == NULL:
+        return l2 / m
+    for i in range(m):
+        n += SW[i]
+    return l2 / (n if n != 0 else 1.0)
+
+
+cdef double square_sum(const real* a, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """sum a**2 over an (m, n) matrix, in double, down the columns a block of per-column
+    accumulators at a time (as checks.abs_sum: the inner loop vectorizes without
+    reassociating, where one running sum cannot)."""
+    cdef Py_ssize_t i, j, block, jb, width
+    cdef double acc[COLUMN_BLOCK]
+    cdef double total = 0, x
+    for block in range((n + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
+        jb = block * COLUMN_BLOCK
+        width = min(n - jb, COLUMN_BLOCK)
+        memset(acc, 0, width * sizeof(double))
+        for i in range(m):
+            for j in range(width):
+                x = a[i * n + jb + j]
+                acc[j] += x * x
+        for j in range(width):
+            total += acc[j]
+    return total
+
+
+cdef double weight_penalty(const real* P, real* G, const Py_ssize_t* plan, double c) noexcept nogil:
+    """-> 0.5 * c * sum(W**2) over every layer's weights (in double); G[W] += c * W when G is
+    not NULL. The biases are not penalised."""
+    cdef const Py_ssize_t* q
+    cdef int l
+    cdef Py_ssize_t i
+    cdef double total = 0
+    cdef real c_ = <real>c
+    for l in range(<int>plan[N_LAYERS]):
+        q = plan + HEADER + l * FIELDS
+        total += square_sum(P + q[W_AT], q[N_IN], q[N_OUT])
+        if G != NULL:
+            for i in range(q[W_AT], q[B_AT]):
+                G[i] += c_ * P[i]
+    return 0.5 * c * total
+
+
 cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, const Py_ssize_t* labels,
-                     const real* SW, real* WS, const Py_ssize_t* plan, Py_ssize_t m) noexcept nogil:
+                     const real* SW, real* WS, const Py_ssize_t* plan, Py_ssize_t m, double c) noexcept nogil:
     """Forward (MODE_FORWARD), + loss (MODE_LOSS), + every layer's delta into the workspace
-    and the bias gradients into G (MODE_DELTAS), + the weight gradients into G (MODE_GRADIENT)."""
+    and the bias gradients into G (MODE_DELTAS), + the weight gradients into G (MODE_GRADIENT);
+    the loss includes the L2 term of scale c (penalty_scale), and in MODE_GRADIENT G its gradient."""
     cdef const Py_ssize_t* q
     cdef const Py_ssize_t* below
     cdef const real* A_prev = X
@@ -289,6 +344,8 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
     q = plan + HEADER + (L - 1) * FIELDS
     value = loss_and_gradient(A_prev, Y, labels, SW, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS],
                               <int>plan[REDUCTION])
+    if c != 0 and mode != MODE_GRADIENT:        # (the gradient pass adds it after its GEMMs)
+        value += weight_penalty(P, NULL, plan, c)
     if mode == MODE_LOSS:
         return value
     backward_epilogue(WS + q[D_AT], WS + q[Z_AT], WS + q[A_AT], G + q[B_AT], m, q[N_OUT], <int>q[ACT])
@@ -301,6 +358,8 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
                           <int>below[ACT])
     if mode == MODE_GRADIENT:
         weight_gradients(G, X, WS, plan, m, 1, 0)
+        if c != 0:
+            value += weight_penalty(P, G, plan, c)
     return value
 
 
@@ -319,11 +378,12 @@ cdef void weight_gradients(real* G, const real* X, const real* WS, const Py_ssiz
 
 
 cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const real* WS, const Py_ssize_t* plan,
-                              Py_ssize_t m, double lr, double weight_decay) noexcept nogil:
+                              Py_ssize_t m, double lr, double weight_decay, double c) noexcept nogil:
     """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
     anything is written, after a MODE_DELTAS pass (the bias gradients in G): every product
     A_prev.T @ delta, and each partial sum of it, satisfies |sum_i a_ik d_ij| <= sum|A_prev| *
-    sum|delta| =: B; every new weight |(1 - lr*wd) w - lr p| <= |1 - lr*wd| sum|W| + lr B;
+    sum|delta| =: B; every new weight |(1 - lr*(wd + c)) w - lr p| <= |1 - lr*(wd + c)| sum|W|
+    + lr B (c: the L2 term's scale, weights only);
     every new bias is computed. Each must stay under half the dtype's largest value (NaN or
     inf anywhere fails the test too). x_abs: abs_sum of X."""
     cdef const Py_ssize_t* q
@@ -331,7 +391,7 @@ cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const 
     cdef Py_ssize_t j
     cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 2
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    cdef double decay = fabs(<double>(1 - lr_ * wd)), product, a_abs = x_abs
+    cdef double decay = fabs(<double>(1 - lr_ * wd - lr_ * <real>c)), product, a_abs = x_abs
     for l in range(L):
         q = plan + HEADER + l * FIELDS
         product = a_abs * abs_sum(WS + q[D_AT], m, q[N_OUT])
@@ -346,22 +406,25 @@ cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const 
 
 
 cdef int sgd_in_gemm(real* P, real* G, real* undo, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
-                     Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay) noexcept nogil:
-    """Plain SGD (momentum 0) after a MODE_DELTAS pass: W = (1 - lr*wd) W - lr A_prev.T @ delta
-    as one GEMM per layer (alpha, beta), b -= lr (db + wd b) from the bias gradients in G.
+                     Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay, double c) noexcept nogil:
+    """Plain SGD (momentum 0) after a MODE_DELTAS pass: W = (1 - lr*(wd + c)) W - lr A_prev.T @
+    delta as one GEMM per layer (alpha, beta; c: the L2 term's scale, its gradient c * W folded
+    into beta), b -= lr (db + wd b) from the bias gradients in G.
     The weight gradient is never written, scanned or re-read (bench/results/sgd-in-gemm.md).
     Nothing is written unless gemm_update_bounded shows every new value finite; else the
     stored-gradient path (GEMMs into G, then the all-or-nothing update). -> status."""
     cdef const Py_ssize_t* q
     cdef int l
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    if not gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay):
+    if not gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay, c):
         weight_gradients(G, X, WS, plan, m, 1, 0)
+        if c != 0:
+            weight_penalty(P, G, plan, c)
         return sgd_layers(P, G, NULL, undo, plan, n, lr, 0.0, weight_decay, False)
     for l in range(<int>plan[N_LAYERS]):
         q = plan + HEADER + l * FIELDS
         sgd_range(P, G, NULL, NULL, q[B_AT], q[B_AT] + q[N_OUT], lr_, 0, wd, False)     # the bias, from db in G
-    weight_gradients(P, X, WS, plan, m, -lr_, 1 - lr_ * wd)
+    weight_gradients(P, X, WS, plan, m, -lr_, 1 - lr_ * wd - lr_ * <real>c)
     return OK
 
 
@@ -531,9 +594,9 @@ cdef int inputs_status(real tag, Net* net, double* x_abs) noexcept nogil:
 
 
 cdef object pass_impl(real tag, int mode, object params, object grads, object X, object y, object sw,
-                      object ws, object plan, bint check):
+                      object ws, object plan, bint check, double l2):
     cdef Net net
-    cdef double value = NAN, x_abs
+    cdef double value = NAN, x_abs, c
     cdef int status = OK
     if not MODE_FORWARD <= mode <= MODE_GRADIENT:
         raise ValueError(f"unknown mode {mode}")
@@ -542,8 +605,9 @@ cdef object pass_impl(real tag, int mode, object params, object grads, object X,
         if check:
             status = inputs_status(tag, &net, &x_abs)
         if status == OK:
+            c = penalty_scale(l2, <const real*>net.SW, net.m, <int>net.plan[REDUCTION])
             value = run_pass(mode, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y, net.labels,
-                             <const real*>net.SW, <real*>net.WS, net.plan, net.m)
+                             <const real*>net.SW, <real*>net.WS, net.plan, net.m, c)
             if check and mode == MODE_GRADIENT and not (isfinite(value) and finite_all(<real*>net.G, net.n)):
                 status = NONFINITE
     return status, value
@@ -558,9 +622,10 @@ cdef char* undo_data(object undo, Py_ssize_t n, int typenum) except NULL:
 
 
 cdef object sgd_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
-                     object velocity, object undo, double lr, double momentum, double weight_decay, bint nesterov):
+                     object velocity, object undo, double lr, double momentum, double weight_decay, bint nesterov,
+                     double l2):
     cdef Net net
-    cdef double value = NAN, x_abs
+    cdef double value = NAN, x_abs, c
     cdef int status
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
     unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
@@ -570,14 +635,15 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
+            c = penalty_scale(l2, <const real*>net.SW, net.m, <int>net.plan[REDUCTION])
             value = run_pass(MODE_DELTAS if momentum == 0 else MODE_GRADIENT, <real*>net.P, <real*>net.G,
                              <const real*>net.X, <const real*>net.Y, net.labels, <const real*>net.SW, <real*>net.WS,
-                             net.plan, net.m)
+                             net.plan, net.m, c)
             if not isfinite(value):
                 status = NONFINITE
             elif momentum == 0:
                 status = sgd_in_gemm(<real*>net.P, <real*>net.G, U, <const real*>net.X, x_abs, <real*>net.WS,
-                                     net.plan, net.m, net.n, lr, weight_decay)
+                                     net.plan, net.m, net.n, lr, weight_decay, c)
             else:
                 status = sgd_layers(<real*>net.P, <real*>net.G, V, U, net.plan, net.n, lr, momentum, weight_decay,
                                     nesterov)
@@ -586,9 +652,9 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
 
 cdef object adam_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
                       object m, object v, object undo, long step, double lr, double beta1, double beta2, double eps,
-                      double weight_decay):
+                      double weight_decay, double l2):
     cdef Net net
-    cdef double value = NAN, x_abs
+    cdef double value = NAN, x_abs, c
     cdef int status
     cdef int typenum = cnp.NPY_FLOAT32 if real is float else cnp.NPY_FLOAT64
     unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
@@ -600,8 +666,9 @@ cdef object adam_impl(real tag, object params, object grads, object X, object y,
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
+            c = penalty_scale(l2, <const real*>net.SW, net.m, <int>net.plan[REDUCTION])
             value = run_pass(MODE_GRADIENT, <real*>net.P, <real*>net.G, <const real*>net.X, <const real*>net.Y,
-                             net.labels, <const real*>net.SW, <real*>net.WS, net.plan, net.m)
+                             net.labels, <const real*>net.SW, <real*>net.WS, net.plan, net.m, c)
             if not isfinite(value):
                 status = NONFINITE
             else:
@@ -614,40 +681,42 @@ cdef inline bint is_float32(object a):
     return cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32
 
 
-def network_pass(int mode, params, grads, X, y, sw, ws, plan, bint check=False):
+def network_pass(int mode, params, grads, X, y, sw, ws, plan, bint check=False, double l2=0.0):
     """One call over a whole float32 or float64 network: mode 0 forward, 1 loss, 2 gradients
     (into grads). params, grads, ws: 1-D of the network's dtype; X: (batch, n_in); y:
     (batch, n_out) targets, or np.intp labels (batch,) for cross_entropy, unused in forward
     mode; sw: per-row sample weights (batch,) of the network's dtype, or None; plan: plan.py's for ws. check: report NaN/inf in X or y (and for gradients, a
-    non-finite loss or gradient) as the status. -> (status, loss); the forward pass leaves the
+    non-finite loss or gradient) as the status. l2: the network's L2 penalty on the weights
+    (MLP.l2; in the loss and the gradients). -> (status, loss); the forward pass leaves the
     output in the workspace."""
     if is_float32(params):
-        return pass_impl(<float>0, mode, params, grads, X, y, sw, ws, plan, check)
-    return pass_impl(<double>0, mode, params, grads, X, y, sw, ws, plan, check)
+        return pass_impl(<float>0, mode, params, grads, X, y, sw, ws, plan, check, l2)
+    return pass_impl(<double>0, mode, params, grads, X, y, sw, ws, plan, check, l2)
 
 
 def sgd_step(params, grads, X, y, sw, ws, plan, velocity, undo, double lr, double momentum, double weight_decay,
-             bint nesterov):
-    """A whole training step with torch's SGD (network_pass's arrays, the velocity buffer, and
-    undo: scratch of at least 2 x params for the old state). -> (status, loss): nothing is
-    written to params or velocity unless the status is OK (0); grads is left as scratch."""
+             bint nesterov, double l2=0.0):
+    """A whole training step with torch's SGD (network_pass's arrays and l2, the velocity
+    buffer, and undo: scratch of at least 2 x params for the old state). -> (status, loss):
+    nothing is written to params or velocity unless the status is OK (0); grads is left as
+    scratch."""
     if is_float32(params):
         return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
-                        nesterov)
+                        nesterov, l2)
     return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
-                    nesterov)
+                    nesterov, l2)
 
 
 def adam_step(params, grads, X, y, sw, ws, plan, m, v, undo, long step, double lr, double beta1, double beta2,
-              double eps, double weight_decay):
+              double eps, double weight_decay, double l2=0.0):
     """A whole training step with torch's Adam (network_pass's arrays, the m and v buffers,
     undo as sgd_step's, this step's number from 1). -> (status, loss): nothing is written to
     params, m or v unless it is OK (0)."""
     if is_float32(params):
         return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
-                         weight_decay)
+                         weight_decay, l2)
     return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
-                     weight_decay)
+                     weight_decay, l2)
 
 
 # ---------------------------------------------------------------- the public kernels

@@ -180,7 +180,7 @@ class Prepared:
         network_pass, sgd, adam = _k.network_pass, _k.sgd_step, _k.adam_step
 
         def pass_(mode, X, y, sw, check):
-            return network_pass(mode, params, grads, X, y, sw, ws, plan, check)
+            return network_pass(mode, params, grads, X, y, sw, ws, plan, check, state.l2)
 
         undo = None         # the workspace's, taken at the first step (inference never allocates it)
 
@@ -189,16 +189,16 @@ class Prepared:
             if undo is None:
                 undo = workspace.undo()
             return sgd(params, grads, X, y, sw, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
-                       opt.weight_decay, opt.nesterov)
+                       opt.weight_decay, opt.nesterov, state.l2)
 
         def adam_step(X, y, sw, opt):
             nonlocal undo
             if undo is None:
                 undo = workspace.undo()
             beta1, beta2 = opt.betas
-            state = opt.state
-            return adam(params, grads, X, y, sw, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
-                        beta1, beta2, opt.eps, opt.weight_decay)
+            moments = opt.state
+            return adam(params, grads, X, y, sw, ws, plan, moments["m"], moments["v"], undo, opt.step_count + 1, opt.lr,
+                        beta1, beta2, opt.eps, opt.weight_decay, state.l2)
 
         self.pass_ = pass_
         self.steps = {"sgd": sgd_step, "adam": adam_step}

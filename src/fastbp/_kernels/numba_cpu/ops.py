@@ -137,7 +137,7 @@ class Prepared:
         no_weights = _NO_WEIGHTS[params.dtype]
 
         def pass_(mode, X, y, sw):
-            return loss_pass(mode, X, y, no_weights if sw is None else sw, params, grads, ws, plan)
+            return loss_pass(mode, X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2)
 
         undo = None         # the workspace's, taken at the first step (inference never allocates it)
 
@@ -145,8 +145,8 @@ class Prepared:
             nonlocal undo
             if undo is None:
                 undo = workspace.undo()
-            return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
-                       opt.weight_decay, opt.nesterov)
+            return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2,
+                       opt.state["velocity"], undo, opt.lr, opt.momentum, opt.weight_decay, opt.nesterov)
 
         def view_sgd_step(X, y, sw, opt):
             """Plain SGD on the view pass: its own entry point, which compiles only what it runs."""
@@ -155,10 +155,12 @@ class Prepared:
                 return sgd_step(X, y, sw, opt)
             if undo is None:
                 undo = workspace.undo()
-            status, loss = view_sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan,
+            weights = no_weights if sw is None else sw
+            status, loss = view_sgd(X, y, weights, params, grads, ws, plan, state.l2,
                                     opt.state["velocity"], undo, opt.lr, opt.weight_decay)
             if status == UNBOUNDED:
-                status = view_sgd_stored(X, params, grads, ws, plan, undo, opt.lr, opt.weight_decay)
+                status = view_sgd_stored(X, weights, params, grads, ws, plan, state.l2, undo, opt.lr,
+                                         opt.weight_decay)
             return status, loss
 
         def adam_step(X, y, sw, opt):
@@ -166,9 +168,10 @@ class Prepared:
             if undo is None:
                 undo = workspace.undo()
             beta1, beta2 = opt.betas
-            state = opt.state
-            return adam(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state["m"], state["v"], undo, opt.step_count + 1, opt.lr,
-                        beta1, beta2, opt.eps, opt.weight_decay)
+            moments = opt.state
+            return adam(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2,
+                        moments["m"], moments["v"], undo, opt.step_count + 1, opt.lr, beta1, beta2, opt.eps,
+                        opt.weight_decay)
 
         self.pass_ = pass_
         self.steps = {"sgd": sgd_step if flat else view_sgd_step, "adam": adam_step}

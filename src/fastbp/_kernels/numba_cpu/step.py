@@ -33,7 +33,7 @@ from ..plan import (ACC_AT, ACT, A_AT, B_AT, BAD_PLAN, BAD_X, BAD_Y, CAPACITY, D
                     N_IN, N_LAYERS, N_OUT, N_PARAMS, NONFINITE, OK, REDUCTION, TMP_AT, W_AT, WS_SIZE, Z_AT)
 from ..plan import BLAS as BLAS_AT
 
-CROSS_ENTROPY = losses.CROSS_ENTROPY
+CROSS_ENTROPY, SUM = losses.CROSS_ENTROPY, losses.SUM
 
 
 def targets_and_labels(X, y, plan):
@@ -141,11 +141,52 @@ def _bias_gradient(delta, db, acc):
         db[j] = acc[j]
 
 
+@njit(**JIT)
+def _penalty_scale(l2, plan, m, sw):
+    """c of the L2 term 0.5 * c * sum(W**2) (layout.penalty_scale): l2 / n for the mean, n
+    the batch's rows or its total sample weight (all-zero: 1); l2 for the sum."""
+    if l2 == 0.0 or plan[REDUCTION] == SUM:
+        return l2
+    if sw.size == 0:
+        return l2 / m
+    n = 0.0
+    for i in range(sw.size):
+        n += sw[i]
+    return l2 / (n if n != 0.0 else 1.0)
+
+
+@njit(**JIT)
+def _weight_penalty(params, grads, plan, c, gradient):
+    """-> 0.5 * c * sum(W**2) over every layer's weights (summed in float64); with
+    `gradient`, c * W added to the weight gradients in grads. The biases are not penalised.
+    (Two loops: the sum alone vectorizes under JIT's reassociation.)"""
+    total = 0.0
+    c_ = params.dtype.type(c)
+    for l in range(plan[N_LAYERS]):
+        r = HEADER + l * FIELDS
+        w, b = plan[r + W_AT], plan[r + B_AT]
+        for i in range(w, b):
+            x = float(params[i])
+            total += x * x
+        if gradient:
+            for i in range(w, b):
+                grads[i] += c_ * params[i]
+    return 0.5 * c * total
+
+
+@njit(**JIT)
+def _penalised(mode, total, params, grads, ws, plan, c):
+    """The data loss `total` plus the L2 term (and, mode >= MODE_GRAD, its gradient into grads)."""
+    if c == 0.0:
+        return total
+    return total + _weight_penalty(params, grads, plan, c, mode != MODE_LOSS)
+
+
 @njit(**INLINE)
-def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
+def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan, c):
     """Forward, loss and (mode >= MODE_GRAD) backward for a tiny network (is_flat):
     the same arithmetic, in the same order, as the view-based pass, as scalar loops over
-    offsets into the flat buffers. -> the loss."""
+    offsets into the flat buffers; then the L2 term of scale c (_penalty_scale). -> the loss."""
     zero = ws.dtype.type(0)
     L, batch = plan[N_LAYERS], X.shape[0]
     for l in range(L):
@@ -174,7 +215,7 @@ def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
     total = loss_and_output_grad_into(ws[a_last:a_last + size].reshape(batch, n_last), y, labels, sw,
                                       plan[LOSS], plan[REDUCTION], ws[cur:cur + size].reshape(batch, n_last))
     if mode == MODE_LOSS:
-        return total
+        return _penalised(mode, total, params, grads, ws, plan, c)
     code = plan[r + ACT]
     for i in range(size):
         ws[cur + i] *= derivative(code, ws[z_last + i], ws[a_last + i])
@@ -209,7 +250,7 @@ def _flat_pass(mode, X, y, labels, sw, params, grads, ws, plan):
                         s += ws[dm + j] * params[wk + j]
                     i = m * n_in + k
                     ws[d_prev + i] = s * derivative(code, ws[z_prev + i], ws[prev + i])
-    return total
+    return _penalised(mode, total, params, grads, ws, plan, c)
 
 
 @njit(**INLINE)
@@ -246,29 +287,31 @@ def _weight_gradients(X, grads, ws, plan):
 
 
 @njit(**INLINE)
-def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan):
+def _view_pass(mode, X, y, labels, sw, params, grads, ws, plan, c):
     """Forward, loss and (mode >= MODE_GRAD) backward through the kernels of
-    layers.py on views of the flat buffers (BLAS for the large products). -> the loss."""
+    layers.py on views of the flat buffers (BLAS for the large products); then the L2 term
+    of scale c (_penalty_scale). -> the loss."""
     total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if mode != MODE_LOSS:
         _deltas(params, ws, plan, X.shape[0])
         _weight_gradients(X, grads, ws, plan)
-    return total
+    return _penalised(mode, total, params, grads, ws, plan, c)
 
 
 @njit(**INLINE)
-def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
+def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c):
     """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
     anything is written, with the bias gradients already in grads: every product A_prev.T @
     delta, and each of its partial sums, satisfies |sum_m a_mi d_mj| <= sum|A_prev| *
-    sum|delta| =: B; every new weight |(1 - lr*wd) w - lr p| <= |1 - lr*wd| sum|W| + lr B;
+    sum|delta| =: B; every new weight |(1 - lr*(wd + c)) w - lr p| <= |1 - lr*(wd + c)| sum|W|
+    + lr B (c: the L2 term's scale, weights only);
     every new bias is computed. Each must stay under half the dtype's largest value (NaN
     or inf anywhere fails the test too); a step that fails it takes the stored-gradient
     path, whose update is exact about what overflows. x_abs: abs_sum(X)."""
     T = ws.dtype.type
     limit = np.finfo(ws.dtype).max / 2
     lr_, wd = T(lr), T(weight_decay)
-    rate, decay = float(lr_), abs(float(T(1) - lr_ * wd))
+    rate, decay = float(lr_), abs(float(T(1) - lr_ * wd - lr_ * T(c)))
     a_abs = x_abs
     for l in range(plan[N_LAYERS]):
         product = a_abs * abs_sum(_rows(ws, plan, l, D_ROWS, m))
@@ -284,10 +327,11 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
 
 
 @njit(**INLINE)
-def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay):
+def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay, c):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
-    updated by the weight-gradient product itself, W = (1 - lr*wd) * W - lr * A_prev.T @ delta
-    (BLAS's beta and alpha), so the gradient is never written, zeroed, scanned for NaN or
+    updated by the weight-gradient product itself, W = (1 - lr*(wd + c)) * W - lr * A_prev.T @
+    delta (BLAS's beta and alpha; c: the L2 term's scale, so its gradient c * W folds into
+    beta), so the gradient is never written, zeroed, scanned for NaN or
     re-read by an update pass (bench/results/sgd-in-gemm.md). torch's SGD rule; the
     rounding differs from the stored-gradient path by float rounding only.
 
@@ -296,7 +340,7 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     weights); when that cannot be shown, it returns UNBOUNDED with the deltas and the bias
     gradients in place, and the caller finishes the step on the stored-gradient path
     (view_sgd_stored). -> (status, loss); grads is left as scratch."""
-    total = _forward_loss(X, y, labels, sw, params, ws, plan)
+    total = _penalised(MODE_LOSS, _forward_loss(X, y, labels, sw, params, ws, plan), params, grads, ws, plan, c)
     if not math.isfinite(total):
         return NONFINITE, total
     m = X.shape[0]
@@ -304,11 +348,11 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
         _bias_gradient(_rows(ws, plan, l, D_ROWS, m), _b(grads, plan, l), acc)
-    if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay):
+    if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c):
         return UNBOUNDED, total
     T = ws.dtype.type
-    lr_ = T(lr)
-    decay = T(1) - lr_ * T(weight_decay)
+    lr_, c_ = T(lr), T(c)
+    decay = T(1) - lr_ * T(weight_decay) - lr_ * c_
     alpha, beta = np.float64(-lr_), np.float64(decay)      # exact; float64: one gemm_into for every caller
     for l in range(plan[N_LAYERS]):
         A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_ROWS, m)
@@ -318,6 +362,9 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
         if not matmul_tn_into(alpha, A_prev, _rows(ws, plan, l, D_ROWS, m), beta, _W(params, plan, l), plan[BLAS_AT]):
             # a product below the BLAS threshold: loops into grads, then the update
             matmul_tn(A_prev, _rows(ws, plan, l, D_ROWS, m), _W(grads, plan, l), plan[BLAS_AT])
+            if c != 0.0:                            # + the L2 term's gradient
+                for i in range(w, b):
+                    grads[i] += c_ * params[i]
             sgd_range(params, grads, undo, undo, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
@@ -397,34 +444,37 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
 # Adam steps: m and v, step_count this step's number (from 1); undo: scratch for the old
 # state values (2 x params; optimizers.py). y: the targets (batch, n_out), or for
 # cross_entropy the class labels (batch,) (np.intp); sw: per-row sample weights (batch,) of
-# the network's dtype, or an empty array for none.
+# the network's dtype, or an empty array for none; l2: the network's L2 penalty (MLP.l2).
 
 @njit(**JIT)
-def flat_loss(mode, X, y, sw, params, grads, ws, plan):
+def flat_loss(mode, X, y, sw, params, grads, ws, plan, l2):
     targets, labels = targets_and_labels(X, y, plan)
     status, _ = _checked(X, targets, labels, sw, params, grads, ws, plan)
-    total = _flat_pass(mode, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    total = _flat_pass(mode, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def view_loss(mode, X, y, sw, params, grads, ws, plan):
+def view_loss(mode, X, y, sw, params, grads, ws, plan, l2):
     targets, labels = targets_and_labels(X, y, plan)
     status, _ = _checked(X, targets, labels, sw, params, grads, ws, plan)
-    total = _view_pass(mode, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    total = _view_pass(mode, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
     return (status if mode == MODE_LOSS else _finite(status, total, grads)), total
 
 
 @njit(**JIT)
-def flat_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+def flat_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, momentum, weight_decay, nesterov):
     targets, labels = targets_and_labels(X, y, plan)
     status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
-    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, weight_decay):
+def view_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, weight_decay):
     """Plain SGD (momentum 0): W updated inside its GEMM (_sgd_pass). Status UNBOUNDED: the
     step is not done; view_sgd_stored finishes it (a separate entry point, so that a first
     step compiles the stored-gradient path only if it takes it)."""
@@ -432,39 +482,46 @@ def view_sgd(X, y, sw, params, grads, ws, plan, velocity, undo, lr, weight_decay
     status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
     if status != OK:
         return status, math.nan
-    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay)
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay, c)
 
 
 @njit(**JIT)
-def view_sgd_stored(X, params, grads, ws, plan, undo, lr, weight_decay):
-    """After view_sgd's UNBOUNDED: the weight gradients into grads, then the all-or-nothing
-    update. -> status."""
+def view_sgd_stored(X, sw, params, grads, ws, plan, l2, undo, lr, weight_decay):
+    """After view_sgd's UNBOUNDED: the weight gradients (and the L2 term's) into grads, then
+    the all-or-nothing update. -> status."""
     _weight_gradients(X, grads, ws, plan)
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    if c != 0.0:
+        _weight_penalty(params, grads, plan, c, True)
     return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False)
 
 
 @njit(**JIT)
-def view_momentum(X, y, sw, params, grads, ws, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+def view_momentum(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, momentum, weight_decay, nesterov):
     """SGD with momentum: gradients into grads, then the update (optimizers.sgd_layers)."""
     targets, labels = targets_and_labels(X, y, plan)
     status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
-    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
     return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def flat_adam(X, y, sw, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def flat_adam(X, y, sw, params, grads, ws, plan, l2, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
     status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
-    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
     return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
                          weight_decay)
 
 
 @njit(**JIT)
-def view_adam(X, y, sw, params, grads, ws, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def view_adam(X, y, sw, params, grads, ws, plan, l2, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
     status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
-    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan) if status == OK else math.nan
+    c = _penalty_scale(l2, plan, X.shape[0], sw)
+    total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
     return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
                          weight_decay)
