@@ -7,9 +7,9 @@ new value and only tests it (it reads the buffers and stores nothing, so it vect
 a reduction), and, when all is finite, a write pass computes the same values again and
 stores them (a plain vectorized loop, the update as it was before refusals). The write
 pass's values are the check pass's bit for bit: the same expressions, compiled with the
-same flags. Keeping the old values in one pass instead (and undoing on failure) made the
-Numba momentum and Adam steps 1.6-2.3x slower than without refusals; the two passes cost
-a few percent (bench/results/update-refusal.md).
+same flags. One pass that kept the old values where it could put them back (and undid on
+failure) cost the momentum and Adam steps up to twice their time without refusals; the
+two passes cost them a few percent (bench/results/update-refusal.md).
 
     sgd_layers, adam_layers   the compiled steps' update, layer by layer over the plan
                     (each layer's weights, then its biases: a later step may fuse a
