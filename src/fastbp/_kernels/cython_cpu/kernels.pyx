@@ -200,7 +200,7 @@ cdef void backward_epilogue(real* D, const real* Z, const real* A, real* db, Py_
 # ---------------------------------------------------------------- optimizer updates, all or nothing
 # (optimizers.pxd): a range split over OpenMP threads when it is large, then every layer
 
-cdef int sgd_apply(real* p, real* g, real* v, Py_ssize_t i0, Py_ssize_t i1, double lr, double momentum,
+cdef int sgd_apply(real* p, const real* g, real* v, Py_ssize_t i0, Py_ssize_t i1, double lr, double momentum,
                    double weight_decay, bint nesterov, bint write) noexcept nogil:
     """sgd_flags over [i0, i1), or with `write` sgd_write. -> flags (0 when writing)."""
     cdef int c, flags = 0, nt = pass_threads(i1 - i0)
@@ -220,7 +220,7 @@ cdef int sgd_apply(real* p, real* g, real* v, Py_ssize_t i0, Py_ssize_t i1, doub
     return sgd_flags(p, g, v, i0, i1, <real>lr, <real>momentum, <real>weight_decay, nesterov)
 
 
-cdef int adam_apply(real* p, real* g, real* m, real* v, Py_ssize_t i0, Py_ssize_t i1, long step, double lr,
+cdef int adam_apply(real* p, const real* g, real* m, real* v, Py_ssize_t i0, Py_ssize_t i1, long step, double lr,
                     double beta1, double beta2, double eps, double weight_decay, bint write) noexcept nogil:
     """adam_flags over [i0, i1), or with `write` adam_write. -> flags (0 when writing)."""
     # torch / reference.py: p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
@@ -250,7 +250,7 @@ cdef inline int update_status(int flags) noexcept nogil:
     return NONFINITE if flags & GRADIENT else OVERFLOW
 
 
-cdef int sgd_layers(real* P, real* G, real* V, const Py_ssize_t* plan, double lr, double momentum,
+cdef int sgd_layers(real* P, const real* G, real* V, const Py_ssize_t* plan, double lr, double momentum,
                     double weight_decay, bint nesterov) noexcept nogil:
     """SGD over every layer's weights, then its biases, all or nothing: the check pass over
     every layer, then the write pass. -> OK, NONFINITE (a gradient is not finite) or OVERFLOW
@@ -267,7 +267,7 @@ cdef int sgd_layers(real* P, real* G, real* V, const Py_ssize_t* plan, double lr
     return update_status(flags)
 
 
-cdef int adam_layers(real* P, real* G, real* M, real* V, const Py_ssize_t* plan, long step, double lr, double beta1,
+cdef int adam_layers(real* P, const real* G, real* M, real* V, const Py_ssize_t* plan, long step, double lr, double beta1,
                      double beta2, double eps, double weight_decay) noexcept nogil:
     """Adam over every layer's weights, then its biases, all or nothing (as sgd_layers)."""
     cdef const Py_ssize_t* q
@@ -759,9 +759,9 @@ def sgd_update(real[::1] p, const real[::1] g, real[::1] velocity, double lr, do
     cdef Py_ssize_t n = p.shape[0]
     cdef int flags
     with nogil:
-        flags = sgd_apply(&p[0], <real*>&g[0], &velocity[0], 0, n, lr, momentum, weight_decay, nesterov, False)
+        flags = sgd_apply(&p[0], &g[0], &velocity[0], 0, n, lr, momentum, weight_decay, nesterov, False)
         if flags == 0:
-            sgd_apply(&p[0], <real*>&g[0], &velocity[0], 0, n, lr, momentum, weight_decay, nesterov, True)
+            sgd_apply(&p[0], &g[0], &velocity[0], 0, n, lr, momentum, weight_decay, nesterov, True)
     return flags == 0
 
 
@@ -773,9 +773,9 @@ def adam_update(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, long s
     cdef Py_ssize_t n = p.shape[0]
     cdef int flags
     with nogil:
-        flags = adam_apply(&p[0], <real*>&g[0], &m[0], &v[0], 0, n, step, lr, beta1, beta2, eps, weight_decay, False)
+        flags = adam_apply(&p[0], &g[0], &m[0], &v[0], 0, n, step, lr, beta1, beta2, eps, weight_decay, False)
         if flags == 0:
-            adam_apply(&p[0], <real*>&g[0], &m[0], &v[0], 0, n, step, lr, beta1, beta2, eps, weight_decay, True)
+            adam_apply(&p[0], &g[0], &m[0], &v[0], 0, n, step, lr, beta1, beta2, eps, weight_decay, True)
     return flags == 0
 
 
