@@ -32,7 +32,8 @@ from fastbp._kernels.cython_cpu.activations cimport (
     primitive_vector, times_derivative_block, use_path, IDENTITY, N_ACTIVATIONS)
 from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
 from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
-from fastbp._kernels.cython_cpu.optimizers cimport GRADIENT, adam_flags, adam_write, sgd_flags, sgd_write
+from fastbp._kernels.cython_cpu.optimizers cimport (
+    GRADIENT, adam_flags, adam_flags_f32, adam_write, adam_write_f32, sgd_flags, sgd_write)
 from fastbp._kernels.cython_cpu.plan cimport (
     ACT, A_AT, B_AT, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS, N_IN, N_LAYERS, N_OUT, N_PARAMS,
     NONFINITE, OK, OVERFLOW, REDUCTION, W_AT, WS_SIZE, Z_AT)
@@ -104,14 +105,22 @@ def activation_path():
     return path_name(path_in_use()).decode(), path_description(path_in_use()).decode()
 
 
+# the float32 Adam passes' instruction set (optimizers.pxd), with the activation path
+cdef int update_isa = 0
+UPDATE_ISAS = {"avx512": 2, "avx2": 1}
+
+
 def set_activation_path(str name):
-    """Run the activation loops on the path `name` (one of activation_paths()); -> the previous
-    path's name. For tests and benchmarks: import chooses the best."""
+    """Run the activation loops, and the float32 Adam update, on the path `name` (one of
+    activation_paths()); -> the previous path's name. For tests and benchmarks: import
+    chooses the best."""
+    global update_isa
     usable = [path for path, _ in activation_paths()]
     if name not in usable:
         raise ValueError(f"activation path {name!r} is not usable here; usable: {usable}")
     old = activation_path()[0]
     use_path([path_name(i).decode() for i in range(path_count())].index(name))
+    update_isa = UPDATE_ISAS.get(name, 0)
     return old
 
 
@@ -231,17 +240,27 @@ cdef int adam_apply(real* p, const real* g, real* m, real* v, Py_ssize_t i0, Py_
     cdef Py_ssize_t width = i1 - i0
     if nt > 1:
         for c in prange(nt, num_threads=nt, schedule='static'):
-            if write:
-                adam_write(p, g, m, v, i0 + part(c, width, nt), i0 + part(c + 1, width, nt), step_size, root_bias2,
-                           b1, b2, c1, c2, <real>eps, <real>weight_decay)
-            else:
-                flags |= adam_flags(p, g, m, v, i0 + part(c, width, nt), i0 + part(c + 1, width, nt), step_size,
-                                    root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay)
+            flags |= adam_pass(p, g, m, v, i0 + part(c, width, nt), i0 + part(c + 1, width, nt), step_size,
+                               root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay, write)
         return flags
-    if write:
-        adam_write(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay)
-        return 0
-    return adam_flags(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay)
+    return adam_pass(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay, write)
+
+
+cdef inline int adam_pass(real* p, const real* g, real* m, real* v, Py_ssize_t i0, Py_ssize_t i1, real step_size,
+                          real root_bias2, real b1, real b2, real c1, real c2, real eps, real weight_decay,
+                          bint write) noexcept nogil:
+    """adam_flags or adam_write over [i0, i1); float32 on the path in use. -> flags (0 when writing)."""
+    if real is float:
+        if write:
+            adam_write_f32(update_isa, p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps, weight_decay)
+            return 0
+        return adam_flags_f32(update_isa, p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps,
+                              weight_decay)
+    else:
+        if write:
+            adam_write(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps, weight_decay)
+            return 0
+        return adam_flags(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps, weight_decay)
 
 
 cdef inline int update_status(int flags) noexcept nogil:
