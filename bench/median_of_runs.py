@@ -6,7 +6,7 @@ runs.
     python bench/median_of_runs.py RUN1.json RUN2.json RUN3.json [...]
 
 Prints, per workload and optimizer: fastbp's best backend's speed-up over the best peer
-(and which they were, in how many runs), each implementation's step time (median over runs
+(and which they were, in how many runs), backend auto's, each implementation's step time (median over runs
 of the run medians), and each implementation's time over its own sgd step (x sgd).
 """
 import argparse
@@ -24,6 +24,7 @@ def main(argv=None):
         with open(path, encoding="utf-8") as f:
             runs.append(json.load(f))
     speedups, best, times, vs_sgd = defaultdict(list), defaultdict(Counter), defaultdict(list), defaultdict(list)
+    speedups_auto = defaultdict(list)
     order = []
     for record in runs:
         for w in record["workloads"]:
@@ -33,6 +34,8 @@ def main(argv=None):
             if w["speedup_best"] is not None:
                 speedups[key].append(w["speedup_best"])
                 best[key][f"{w['best_fastbp']} over {w['best_peer']}"] += 1
+            if w.get("speedup_auto") is not None:
+                speedups_auto[key].append(w["speedup_auto"])
             for r in w["results"]:
                 if r["status"] == "ok":
                     times[key + (r["name"],)].append(r["median_us"])
@@ -48,6 +51,9 @@ def main(argv=None):
         summary = (f"{statistics.median(s):.2f}x (runs: {', '.join(f'{x:.2f}' for x in s)}; "
                    f"{'; '.join(f'{k} {n}x' for k, n in best[key].most_common())})") if s else "no peer timed"
         print(f"\n{name} / {optimizer}: fastbp best over best peer {summary}")
+        s = speedups_auto.get(key)
+        if s:
+            print(f"  backend auto over best peer {statistics.median(s):.2f}x (runs: {', '.join(f'{x:.2f}' for x in s)})")
         print(f"  {'implementation':<22}{'us/step':>12}{'x sgd':>8}   per run (us)")
         for (n, o, impl), values in times.items():
             if (n, o) != key:

@@ -10,11 +10,17 @@ Prints, per case, the median over `rounds` rounds of the CPU time of this thread
 fastbp has, so the same file times an old tree and a new one: alternate processes, e.g.
     for i in 1 2 3; do for t in /old /new; do PYTHONPATH=$t/src python bench/step_timing.py; done; done
 and compare the medians (bench/results/ records such runs with their commands).
+
+    python bench/step_timing.py --summarize PATH.jsonl
+
+prints, from the lines such runs appended (--json), each case's median over the runs per
+tree, and the runs' values.
 """
 import argparse
 import json
 import statistics
 import time
+from collections import defaultdict
 
 import numpy as np
 
@@ -43,6 +49,20 @@ def per_step(net, X, y, opt, rounds, seconds):
     return statistics.median(times) * 1e6
 
 
+def summarize(path):
+    rows = defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rows[(r["workload"], r["backend"], r["optimizer"]), r["tree"].split("/src/")[0]].append(r["us"])
+    trees = list(dict.fromkeys(tree for _, tree in rows))
+    print(f"{'us/step (median of runs)':30s}" + "".join(f"{t:>32s}" for t in trees))
+    for case in dict.fromkeys(case for case, _ in rows):
+        cells = [f"{statistics.median(v):.1f} ({', '.join(f'{x:.0f}' for x in v)})" if (v := rows.get((case, t))) else "-"
+                 for t in trees]
+        print(f"{' '.join(case):30s}" + "".join(f"{c:>32s}" for c in cells))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="seed-2x2,tiny-64,mnist,mnist-b256")
@@ -51,7 +71,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.2)
     parser.add_argument("--json", default=None, help="append one JSON line per case to this file")
+    parser.add_argument("--summarize", default=None, metavar="PATH", help="summarize a --json file instead")
     args = parser.parse_args()
+    if args.summarize:
+        return summarize(args.summarize)
     fb.set_num_threads(1)
     for name in args.workloads.split(","):
         workload = ALL[name]

@@ -118,6 +118,31 @@ def test_threaded_and_serial_passes_give_identical_bits():
     assert outs[0].tobytes() == outs[1].tobytes()
 
 
+def test_float32_adam_update_gives_the_same_bits_on_every_path():
+    """The float32 Adam passes run on the activation path's instruction set
+    (optimizers.pxd); without FMA contraction every path must write the same values, and
+    refuse the same updates."""
+    from conftest import cython_paths, on_cython_path
+    from fastbp._kernels.cython_cpu import kernels as k
+    rng = np.random.default_rng(6)
+    n = 1000 + 37                      # vector bodies and a remainder on every width
+    p, g, m = (rng.normal(size=n).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.normal(size=n)).astype(np.float32)
+    g[::5] *= np.float32(1e-30)        # tiny gradients: subnormal squares in v
+    results = {}
+    for path in cython_paths():
+        with on_cython_path(path):
+            pp, mm, vv = p.copy(), m.copy(), v.copy()
+            assert k.adam_update(pp, g, mm, vv, 3, 1e-3, 0.9, 0.999, 1e-8, 0.01)
+            huge = g.copy()
+            huge[n - 1] = np.float32(1e21)     # (1 - beta2) * g * g overflows float32: v would be inf
+            refused = (pp.copy(), mm.copy(), vv.copy())
+            assert not k.adam_update(pp, huge, mm, vv, 4, 1e-3, 0.9, 0.999, 1e-8, 0.01)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip((pp, mm, vv), refused))
+            results[path] = b"".join(a.tobytes() for a in (pp, mm, vv))
+    assert len(set(results.values())) == 1, sorted(results)
+
+
 # ---- the fused step equals the reference's composed step ----
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))

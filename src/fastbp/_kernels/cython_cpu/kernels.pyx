@@ -35,7 +35,8 @@ from fastbp._kernels.cython_cpu.activations cimport (
     primitive_vector, times_derivative_block, use_path, IDENTITY, N_ACTIVATIONS)
 from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
 from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
-from fastbp._kernels.cython_cpu.optimizers cimport GRADIENT, adam_range, sgd_range, undo_range
+from fastbp._kernels.cython_cpu.optimizers cimport (
+    GRADIENT, adam_flags, adam_flags_f32, adam_write, adam_write_f32, sgd_flags, sgd_write)
 from fastbp._kernels.cython_cpu.plan cimport (
     ACT, A_AT, B_AT, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS, N_IN, N_LAYERS, N_OUT, N_PARAMS,
     NONFINITE, OK, OVERFLOW, REDUCTION, W_AT, WS_SIZE, Z_AT)
@@ -107,14 +108,22 @@ def activation_path():
     return path_name(path_in_use()).decode(), path_description(path_in_use()).decode()
 
 
+# the float32 Adam passes' instruction set (optimizers.pxd), with the activation path
+cdef int update_isa = 0
+UPDATE_ISAS = {"avx512": 2, "avx2": 1}
+
+
 def set_activation_path(str name):
-    """Run the activation loops on the path `name` (one of activation_paths()); -> the previous
-    path's name. For tests and benchmarks: import chooses the best."""
+    """Run the activation loops, and the float32 Adam update, on the path `name` (one of
+    activation_paths()); -> the previous path's name. For tests and benchmarks: import
+    chooses the best."""
+    global update_isa
     usable = [path for path, _ in activation_paths()]
     if name not in usable:
         raise ValueError(f"activation path {name!r} is not usable here; usable: {usable}")
     old = activation_path()[0]
     use_path([path_name(i).decode() for i in range(path_count())].index(name))
+    update_isa = UPDATE_ISAS.get(name, 0)
     return old
 
 
@@ -203,22 +212,29 @@ cdef void backward_epilogue(real* D, const real* Z, const real* A, real* db, Py_
 # ---------------------------------------------------------------- optimizer updates, all or nothing
 # (optimizers.pxd): a range split over OpenMP threads when it is large, then every layer
 
-cdef int sgd_apply(real* p, real* g, real* v, real* undo, Py_ssize_t i0, Py_ssize_t i1, double lr,
-                   double momentum, double weight_decay, bint nesterov) noexcept nogil:
-    """sgd_range over [i0, i1). -> flags."""
+cdef int sgd_apply(real* p, const real* g, real* v, Py_ssize_t i0, Py_ssize_t i1, double lr, double momentum,
+                   double weight_decay, bint nesterov, bint write) noexcept nogil:
+    """sgd_flags over [i0, i1), or with `write` sgd_write. -> flags (0 when writing)."""
     cdef int c, flags = 0, nt = pass_threads(i1 - i0)
     cdef Py_ssize_t n = i1 - i0
     if nt > 1:
         for c in prange(nt, num_threads=nt, schedule='static'):
-            flags |= sgd_range(p, g, v, undo, i0 + part(c, n, nt), i0 + part(c + 1, n, nt), <real>lr, <real>momentum,
-                               <real>weight_decay, nesterov)
+            if write:
+                sgd_write(p, g, v, i0 + part(c, n, nt), i0 + part(c + 1, n, nt), <real>lr, <real>momentum,
+                          <real>weight_decay, nesterov)
+            else:
+                flags |= sgd_flags(p, g, v, i0 + part(c, n, nt), i0 + part(c + 1, n, nt), <real>lr, <real>momentum,
+                                   <real>weight_decay, nesterov)
         return flags
-    return sgd_range(p, g, v, undo, i0, i1, <real>lr, <real>momentum, <real>weight_decay, nesterov)
+    if write:
+        sgd_write(p, g, v, i0, i1, <real>lr, <real>momentum, <real>weight_decay, nesterov)
+        return 0
+    return sgd_flags(p, g, v, i0, i1, <real>lr, <real>momentum, <real>weight_decay, nesterov)
 
 
-cdef int adam_apply(real* p, real* g, real* m, real* v, real* undo, Py_ssize_t n, Py_ssize_t i0, Py_ssize_t i1,
-                    long step, double lr, double beta1, double beta2, double eps, double weight_decay) noexcept nogil:
-    """adam_range over [i0, i1) of buffers of length n. -> flags."""
+cdef int adam_apply(real* p, const real* g, real* m, real* v, Py_ssize_t i0, Py_ssize_t i1, long step, double lr,
+                    double beta1, double beta2, double eps, double weight_decay, bint write) noexcept nogil:
+    """adam_flags over [i0, i1), or with `write` adam_write. -> flags (0 when writing)."""
     # torch / reference.py: p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     cdef real step_size = <real>(lr / (1 - beta1 ** step))
     cdef real root_bias2 = <real>sqrt(1 - beta2 ** step)
@@ -227,11 +243,27 @@ cdef int adam_apply(real* p, real* g, real* m, real* v, real* undo, Py_ssize_t n
     cdef Py_ssize_t width = i1 - i0
     if nt > 1:
         for c in prange(nt, num_threads=nt, schedule='static'):
-            flags |= adam_range(p, g, m, v, undo, n, i0 + part(c, width, nt), i0 + part(c + 1, width, nt), step_size,
-                                root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay)
+            flags |= adam_pass(p, g, m, v, i0 + part(c, width, nt), i0 + part(c + 1, width, nt), step_size,
+                               root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay, write)
         return flags
-    return adam_range(p, g, m, v, undo, n, i0, i1, step_size, root_bias2, b1, b2, c1, c2, <real>eps,
-                      <real>weight_decay)
+    return adam_pass(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, <real>eps, <real>weight_decay, write)
+
+
+cdef inline int adam_pass(real* p, const real* g, real* m, real* v, Py_ssize_t i0, Py_ssize_t i1, real step_size,
+                          real root_bias2, real b1, real b2, real c1, real c2, real eps, real weight_decay,
+                          bint write) noexcept nogil:
+    """adam_flags or adam_write over [i0, i1); float32 on the path in use. -> flags (0 when writing)."""
+    if real is float:
+        if write:
+            adam_write_f32(update_isa, p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps, weight_decay)
+            return 0
+        return adam_flags_f32(update_isa, p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps,
+                              weight_decay)
+    else:
+        if write:
+            adam_write(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps, weight_decay)
+            return 0
+        return adam_flags(p, g, m, v, i0, i1, step_size, root_bias2, b1, b2, c1, c2, eps, weight_decay)
 
 
 cdef inline int update_status(int flags) noexcept nogil:
@@ -240,33 +272,36 @@ cdef inline int update_status(int flags) noexcept nogil:
     return NONFINITE if flags & GRADIENT else OVERFLOW
 
 
-cdef int sgd_layers(real* P, real* G, real* V, real* undo, const Py_ssize_t* plan, Py_ssize_t n, double lr,
-                    double momentum, double weight_decay, bint nesterov) noexcept nogil:
-    """SGD over every layer's weights, then its biases, all or nothing. -> OK, NONFINITE (a
-    gradient is not finite) or OVERFLOW (a new value would not be): then all is as it was."""
+cdef int sgd_layers(real* P, const real* G, real* V, const Py_ssize_t* plan, double lr, double momentum,
+                    double weight_decay, bint nesterov) noexcept nogil:
+    """SGD over every layer's weights, then its biases, all or nothing: the check pass over
+    every layer, then the write pass. -> OK, NONFINITE (a gradient is not finite) or OVERFLOW
+    (a new value would not be): then nothing was written."""
     cdef const Py_ssize_t* q
-    cdef int l, flags = 0
-    for l in range(<int>plan[N_LAYERS]):
-        q = plan + HEADER + l * FIELDS
-        flags |= sgd_apply(P, G, V, undo, q[W_AT], q[B_AT], lr, momentum, weight_decay, nesterov)
-        flags |= sgd_apply(P, G, V, undo, q[B_AT], q[B_AT] + q[N_OUT], lr, momentum, weight_decay, nesterov)
-    if flags:
-        undo_range(P, G, V if momentum != 0 else NULL, NULL, undo, n, 0, n)
+    cdef int l, write, flags = 0
+    for write in range(2):
+        if write and flags:
+            break
+        for l in range(<int>plan[N_LAYERS]):
+            q = plan + HEADER + l * FIELDS
+            flags |= sgd_apply(P, G, V, q[W_AT], q[B_AT], lr, momentum, weight_decay, nesterov, write)
+            flags |= sgd_apply(P, G, V, q[B_AT], q[B_AT] + q[N_OUT], lr, momentum, weight_decay, nesterov, write)
     return update_status(flags)
 
 
-cdef int adam_layers(real* P, real* G, real* M, real* V, real* undo, const Py_ssize_t* plan, Py_ssize_t n, long step,
-                     double lr, double beta1, double beta2, double eps, double weight_decay) noexcept nogil:
+cdef int adam_layers(real* P, const real* G, real* M, real* V, const Py_ssize_t* plan, long step, double lr, double beta1,
+                     double beta2, double eps, double weight_decay) noexcept nogil:
     """Adam over every layer's weights, then its biases, all or nothing (as sgd_layers)."""
     cdef const Py_ssize_t* q
-    cdef int l, flags = 0
-    for l in range(<int>plan[N_LAYERS]):
-        q = plan + HEADER + l * FIELDS
-        flags |= adam_apply(P, G, M, V, undo, n, q[W_AT], q[B_AT], step, lr, beta1, beta2, eps, weight_decay)
-        flags |= adam_apply(P, G, M, V, undo, n, q[B_AT], q[B_AT] + q[N_OUT], step, lr, beta1, beta2, eps,
-                            weight_decay)
-    if flags:
-        undo_range(P, G, M, V, undo, n, 0, n)
+    cdef int l, write, flags = 0
+    for write in range(2):
+        if write and flags:
+            break
+        for l in range(<int>plan[N_LAYERS]):
+            q = plan + HEADER + l * FIELDS
+            flags |= adam_apply(P, G, M, V, q[W_AT], q[B_AT], step, lr, beta1, beta2, eps, weight_decay, write)
+            flags |= adam_apply(P, G, M, V, q[B_AT], q[B_AT] + q[N_OUT], step, lr, beta1, beta2, eps,
+                                weight_decay, write)
     return update_status(flags)
 
 
@@ -405,8 +440,8 @@ cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const 
     return True
 
 
-cdef int sgd_in_gemm(real* P, real* G, real* undo, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
-                     Py_ssize_t m, Py_ssize_t n, double lr, double weight_decay, double c) noexcept nogil:
+cdef int sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
+                     Py_ssize_t m, double lr, double weight_decay, double c) noexcept nogil:
     """Plain SGD (momentum 0) after a MODE_DELTAS pass: W = (1 - lr*(wd + c)) W - lr A_prev.T @
     delta as one GEMM per layer (alpha, beta; c: the L2 term's scale, its gradient c * W folded
     into beta), b -= lr (db + wd b) from the bias gradients in G.
@@ -420,10 +455,10 @@ cdef int sgd_in_gemm(real* P, real* G, real* undo, const real* X, double x_abs, 
         weight_gradients(G, X, WS, plan, m, 1, 0)
         if c != 0:
             weight_penalty(P, G, plan, c)
-        return sgd_layers(P, G, NULL, undo, plan, n, lr, 0.0, weight_decay, False)
+        return sgd_layers(P, G, NULL, plan, lr, 0.0, weight_decay, False)
     for l in range(<int>plan[N_LAYERS]):
         q = plan + HEADER + l * FIELDS
-        sgd_range(P, G, NULL, NULL, q[B_AT], q[B_AT] + q[N_OUT], lr_, 0, wd, False)     # the bias, from db in G
+        sgd_write(P, G, NULL, q[B_AT], q[B_AT] + q[N_OUT], lr_, 0, wd, False)     # the bias, from db in G
     weight_gradients(P, X, WS, plan, m, -lr_, 1 - lr_ * wd - lr_ * <real>c)
     return OK
 
@@ -642,11 +677,10 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
             if not isfinite(value):
                 status = NONFINITE
             elif momentum == 0:
-                status = sgd_in_gemm(<real*>net.P, <real*>net.G, U, <const real*>net.X, x_abs, <real*>net.WS,
-                                     net.plan, net.m, net.n, lr, weight_decay, c)
+                status = sgd_in_gemm(<real*>net.P, <real*>net.G, <const real*>net.X, x_abs, <real*>net.WS,
+                                     net.plan, net.m, lr, weight_decay, c)
             else:
-                status = sgd_layers(<real*>net.P, <real*>net.G, V, U, net.plan, net.n, lr, momentum, weight_decay,
-                                    nesterov)
+                status = sgd_layers(<real*>net.P, <real*>net.G, V, net.plan, lr, momentum, weight_decay, nesterov)
     return status, value
 
 
@@ -672,7 +706,7 @@ cdef object adam_impl(real tag, object params, object grads, object X, object y,
             if not isfinite(value):
                 status = NONFINITE
             else:
-                status = adam_layers(<real*>net.P, <real*>net.G, M, V, U, net.plan, net.n, step, lr, beta1, beta2, eps,
+                status = adam_layers(<real*>net.P, <real*>net.G, M, V, net.plan, step, lr, beta1, beta2, eps,
                                      weight_decay)
     return status, value
 
@@ -810,13 +844,12 @@ def sgd_update(real[::1] p, const real[::1] g, real[::1] velocity, double lr, do
     """torch.optim.SGD over the flat buffers, all or nothing, g unchanged. -> applied?"""
     require(p.shape[0] > 0 and g.shape[0] == p.shape[0] and velocity.shape[0] == p.shape[0],
             "p, g and velocity must be non-empty and of one length")
-    cdef real[::1] work = np.array(g), undo = np.empty_like(np.asarray(velocity))
     cdef Py_ssize_t n = p.shape[0]
     cdef int flags
     with nogil:
-        flags = sgd_apply(&p[0], &work[0], &velocity[0], &undo[0], 0, n, lr, momentum, weight_decay, nesterov)
-        if flags:
-            undo_range(&p[0], &work[0], &velocity[0] if momentum != 0 else NULL, NULL, &undo[0], n, 0, n)
+        flags = sgd_apply(&p[0], &g[0], &velocity[0], 0, n, lr, momentum, weight_decay, nesterov, False)
+        if flags == 0:
+            sgd_apply(&p[0], &g[0], &velocity[0], 0, n, lr, momentum, weight_decay, nesterov, True)
     return flags == 0
 
 
@@ -825,14 +858,12 @@ def adam_update(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, long s
     """torch.optim.Adam over the flat buffers, all or nothing, g unchanged. -> applied?"""
     require(p.shape[0] > 0 and g.shape[0] == p.shape[0] and m.shape[0] == p.shape[0]
             and v.shape[0] == p.shape[0], "p, g, m and v must be non-empty and of one length")
-    cdef real[::1] work = np.array(g), undo = np.empty(2 * p.shape[0], dtype=np.asarray(p).dtype)
     cdef Py_ssize_t n = p.shape[0]
     cdef int flags
     with nogil:
-        flags = adam_apply(&p[0], &work[0], &m[0], &v[0], &undo[0], n, 0, n, step, lr, beta1, beta2, eps,
-                           weight_decay)
-        if flags:
-            undo_range(&p[0], &work[0], &m[0], &v[0], &undo[0], n, 0, n)
+        flags = adam_apply(&p[0], &g[0], &m[0], &v[0], 0, n, step, lr, beta1, beta2, eps, weight_decay, False)
+        if flags == 0:
+            adam_apply(&p[0], &g[0], &m[0], &v[0], 0, n, step, lr, beta1, beta2, eps, weight_decay, True)
     return flags == 0
 
 

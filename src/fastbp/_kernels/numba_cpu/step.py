@@ -26,7 +26,7 @@ from .activations import activate, derivative, times_derivative_1d
 from .checks import abs_sum, nonfinite_count
 from .layers import delta_propagate_into, linear_forward_into
 from .losses import loss_and_output_grad_into
-from .optimizers import adam_layers, sgd_layers, sgd_range
+from .optimizers import adam_layers, sgd_layers, sgd_write
 from .options import INLINE, JIT
 from .products import matmul_tn, matmul_tn_into
 from ..plan import (ACC_AT, ACT, A_AT, B_AT, BAD_PLAN, BAD_X, BAD_Y, CAPACITY, D_AT, FIELDS, HEADER, LOSS,
@@ -358,14 +358,14 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
         A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_ROWS, m)
         r = HEADER + l * FIELDS
         w, b = plan[r + W_AT], plan[r + B_AT]
-        sgd_range(params, grads, undo, undo, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)   # the bias
+        sgd_write(params, grads, undo, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)   # the bias
         if not matmul_tn_into(alpha, A_prev, _rows(ws, plan, l, D_ROWS, m), beta, _W(params, plan, l), plan[BLAS_AT]):
             # a product below the BLAS threshold: loops into grads, then the update
             matmul_tn(A_prev, _rows(ws, plan, l, D_ROWS, m), _W(grads, plan, l), plan[BLAS_AT])
             if c != 0.0:                            # + the L2 term's gradient
                 for i in range(w, b):
                     grads[i] += c_ * params[i]
-            sgd_range(params, grads, undo, undo, w, b, lr, 0.0, weight_decay, False)
+            sgd_write(params, grads, undo, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
 
@@ -421,7 +421,7 @@ def _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentu
     if status == OK and not math.isfinite(total):
         return NONFINITE, total
     if status == OK:
-        status = sgd_layers(plan, params, grads, velocity, undo, lr, momentum, weight_decay, nesterov)
+        status = sgd_layers(plan, params, grads, velocity, lr, momentum, weight_decay, nesterov)
     return status, total
 
 
@@ -430,7 +430,7 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
     if status == OK and not math.isfinite(total):
         return NONFINITE, total
     if status == OK:
-        status = adam_layers(plan, params, grads, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay)
+        status = adam_layers(plan, params, grads, m, v, step_count, lr, beta1, beta2, eps, weight_decay)
     return status, total
 
 
@@ -494,7 +494,7 @@ def view_sgd_stored(X, sw, params, grads, ws, plan, l2, undo, lr, weight_decay):
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     if c != 0.0:
         _weight_penalty(params, grads, plan, c, True)
-    return sgd_layers(plan, params, grads, undo[:0], undo, lr, 0.0, weight_decay, False)
+    return sgd_layers(plan, params, grads, undo[:0], lr, 0.0, weight_decay, False)
 
 
 @njit(**JIT)
