@@ -115,6 +115,14 @@ def test_info():
     assert "BLAS / OpenMP" in r.stdout and "threads" in r.stdout and "GPU:" in r.stdout
 
 
+def test_info_names_a_forced_openblas_core(monkeypatch):
+    """OPENBLAS_CORETYPE picks OpenBLAS's GEMM kernels whatever the CPU runs: info says so."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    r = fastbp("info")
+    assert r.returncode == 0, r.stderr
+    assert "OPENBLAS_CORETYPE=Haswell" in [line for line in r.stdout.splitlines() if line.startswith("environment:")][0]
+
+
 @pytest.mark.parametrize("args, names", [
     (["train", "--epochs", "0"], "--epochs"),
     (["train", "--epochs", "many"], "--epochs"),

@@ -4,8 +4,10 @@ import platform
 
 HELP = "show the version, the usable backends and why others are missing, BLAS/threads, GPU"
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                    "NUMBA_THREADING_LAYER", "NUMBA_ENABLE_CUDASIM", "CUDA_VISIBLE_DEVICES")
+# what changes the threads, the kernels a BLAS picks (OPENBLAS_CORETYPE=Haswell holds OpenBLAS
+# to its AVX2 GEMMs on an AVX-512 CPU: bench/results/adam.md) or the devices
+ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                         "NUMBA_THREADING_LAYER", "OPENBLAS_CORETYPE", "NUMBA_ENABLE_CUDASIM", "CUDA_VISIBLE_DEVICES")
 
 
 def add_arguments(parser):
@@ -39,8 +41,8 @@ def run(args):
         from fastbp._kernels.cython_cpu.ops import activation_info, build_info
         print(f"Cython kernels: {build_info()}")
         print(f"Cython activations: {activation_info()}")
-    set_vars = [f"{v}={os.environ[v]}" for v in THREAD_VARIABLES if v in os.environ]
-    print(f"environment: {' '.join(set_vars) if set_vars else '(no thread or CUDA variables set)'}")
+    set_vars = [f"{v}={os.environ[v]}" for v in ENVIRONMENT_VARIABLES if v in os.environ]
+    print(f"environment: {' '.join(set_vars) if set_vars else '(no thread, BLAS-kernel or CUDA variables set)'}")
     print(f"GPU: {_gpu(usable)}")
     return 0
 
