@@ -143,6 +143,25 @@ def test_float32_adam_update_gives_the_same_bits_on_every_path():
     assert len(set(results.values())) == 1, sorted(results)
 
 
+
+def test_float32_reductions_give_the_same_bits_on_every_path():
+    """sum|a| (the SGD bound's) and sum a**2 (the L2 term's) run on the activation path's
+    instruction set (checks.pxd): per-column double accumulators summed down the rows, then
+    the columns in order, on every path; numpy's axis-0 sum adds row by row and cumsum in
+    order, the same order, so the bits must match it too."""
+    from conftest import cython_paths, on_cython_path
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(67, 2 * 256 + 37)).astype(np.float32)     # two column blocks and a ragged one
+    a[::7, ::3] *= np.float32(1e-40)                                # subnormals
+    a[3, ::5] *= np.float32(1e30)
+    wide = a.astype(np.float64)
+    expected = (np.cumsum(np.abs(wide).sum(axis=0))[-1], np.cumsum((wide * wide).sum(axis=0))[-1])
+    for path in cython_paths():
+        with on_cython_path(path) as k:
+            got = (k.matrix_abs_sum(a), k.matrix_square_sum(a))
+            assert [g.hex() for g in got] == [e.hex() for e in expected], path
+            assert k.matrix_abs_sum(a[:0]) == 0.0
+
 # ---- the fused step equals the reference's composed step ----
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))

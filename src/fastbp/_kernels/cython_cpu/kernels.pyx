@@ -33,7 +33,7 @@ import numpy as np
 from fastbp._kernels.cython_cpu.activations cimport (
     activate_block, activation_codes, path_count, path_description, path_in_use, path_name, path_usable,
     primitive_vector, times_derivative_block, use_path, IDENTITY, N_ACTIVATIONS)
-from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
+from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all, set_reduction_isa, square_sum_f32
 from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
 from fastbp._kernels.cython_cpu.optimizers cimport (
     GRADIENT, adam_flags, adam_flags_f32, adam_write, adam_write_f32, sgd_flags, sgd_write)
@@ -108,13 +108,14 @@ def activation_path():
     return path_name(path_in_use()).decode(), path_description(path_in_use()).decode()
 
 
-# the float32 Adam passes' instruction set (optimizers.pxd), with the activation path
+# the float32 Adam passes' and reductions' instruction set (optimizers.pxd, checks.pxd), with
+# the activation path
 cdef int update_isa = 0
 UPDATE_ISAS = {"avx512": 2, "avx2": 1}
 
 
 def set_activation_path(str name):
-    """Run the activation loops, and the float32 Adam update, on the path `name` (one of
+    """Run the activation loops, the float32 Adam update and reductions, on the path `name` (one of
     activation_paths()); -> the previous path's name. For tests and benchmarks: import
     chooses the best."""
     global update_isa
@@ -124,6 +125,7 @@ def set_activation_path(str name):
     old = activation_path()[0]
     use_path([path_name(i).decode() for i in range(path_count())].index(name))
     update_isa = UPDATE_ISAS.get(name, 0)
+    set_reduction_isa(update_isa)
     return old
 
 
@@ -325,21 +327,24 @@ cdef double penalty_scale(double l2, const real* SW, Py_ssize_t m, int reduction
 cdef double square_sum(const real* a, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """sum a**2 over an (m, n) matrix, in double, down the columns a block of per-column
     accumulators at a time (as checks.abs_sum: the inner loop vectorizes without
-    reassociating, where one running sum cannot)."""
+    reassociating, where one running sum cannot); float32 on the ISA path in use."""
     cdef Py_ssize_t i, j, block, jb, width
     cdef double acc[COLUMN_BLOCK]
     cdef double total = 0, x
-    for block in range((n + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
-        jb = block * COLUMN_BLOCK
-        width = min(n - jb, COLUMN_BLOCK)
-        memset(acc, 0, width * sizeof(double))
-        for i in range(m):
+    if real is float:
+        return square_sum_f32(a, m, n)
+    else:
+        for block in range((n + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
+            jb = block * COLUMN_BLOCK
+            width = min(n - jb, COLUMN_BLOCK)
+            memset(acc, 0, width * sizeof(double))
+            for i in range(m):
+                for j in range(width):
+                    x = a[i * n + jb + j]
+                    acc[j] += x * x
             for j in range(width):
-                x = a[i * n + jb + j]
-                acc[j] += x * x
-        for j in range(width):
-            total += acc[j]
-    return total
+                total += acc[j]
+        return total
 
 
 cdef double weight_penalty(const real* P, real* G, const Py_ssize_t* plan, double c) noexcept nogil:
@@ -888,3 +893,19 @@ def all_finite(const real[::1] a):
     with nogil:
         ok = finite_all(&a[0], a.shape[0])
     return ok
+
+
+def matrix_abs_sum(const real[:, ::1] a):
+    """sum |a| in double, as the SGD bound computes it, on the path in use (tests/test_cython.py)."""
+    cdef double total
+    with nogil:
+        total = abs_sum(&a[0, 0], a.shape[0], a.shape[1]) if a.shape[0] * a.shape[1] else 0.0
+    return total
+
+
+def matrix_square_sum(const real[:, ::1] a):
+    """sum a**2 in double, as the L2 term computes it, on the path in use (tests/test_cython.py)."""
+    cdef double total
+    with nogil:
+        total = square_sum(&a[0, 0], a.shape[0], a.shape[1]) if a.shape[0] * a.shape[1] else 0.0
+    return total
