@@ -648,16 +648,8 @@ cdef object pass_impl(real tag, int mode, object params, object grads, object X,
     return status, value
 
 
-cdef char* undo_data(object undo, Py_ssize_t n, int typenum) except NULL:
-    """The training steps' scratch for the old optimizer state: 1-D, at least 2n long."""
-    cdef char* data = array_data(undo, typenum, 1, True, "undo")
-    if dim(undo, 0) < 2 * n:
-        raise ValueError(f"undo must have at least {2 * n} entries; got {dim(undo, 0)}")
-    return data
-
-
 cdef object sgd_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
-                     object velocity, object undo, double lr, double momentum, double weight_decay, bint nesterov,
+                     object velocity, double lr, double momentum, double weight_decay, bint nesterov,
                      double l2):
     cdef Net net
     cdef double value = NAN, x_abs, c
@@ -666,7 +658,6 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
     unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
     check_state(velocity, net.n, typenum, "velocity")
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>velocity)
-    cdef real* U = <real*>undo_data(undo, net.n, typenum)
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
@@ -685,7 +676,7 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
 
 
 cdef object adam_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
-                      object m, object v, object undo, long step, double lr, double beta1, double beta2, double eps,
+                      object m, object v, long step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double l2):
     cdef Net net
     cdef double value = NAN, x_abs, c
@@ -696,7 +687,6 @@ cdef object adam_impl(real tag, object params, object grads, object X, object y,
     check_state(v, net.n, typenum, "v")
     cdef real* M = <real*>cnp.PyArray_DATA(<cnp.ndarray>m)
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>v)
-    cdef real* U = <real*>undo_data(undo, net.n, typenum)
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
@@ -728,28 +718,27 @@ def network_pass(int mode, params, grads, X, y, sw, ws, plan, bint check=False, 
     return pass_impl(<double>0, mode, params, grads, X, y, sw, ws, plan, check, l2)
 
 
-def sgd_step(params, grads, X, y, sw, ws, plan, velocity, undo, double lr, double momentum, double weight_decay,
+def sgd_step(params, grads, X, y, sw, ws, plan, velocity, double lr, double momentum, double weight_decay,
              bint nesterov, double l2=0.0):
     """A whole training step with torch's SGD (network_pass's arrays and l2, the velocity
-    buffer, and undo: scratch of at least 2 x params for the old state). -> (status, loss):
-    nothing is written to params or velocity unless the status is OK (0); grads is left as
-    scratch."""
+    buffer). -> (status, loss): nothing is written to params or velocity unless the status
+    is OK (0); grads is left as scratch."""
     if is_float32(params):
-        return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+        return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, lr, momentum, weight_decay,
                         nesterov, l2)
-    return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+    return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, lr, momentum, weight_decay,
                     nesterov, l2)
 
 
-def adam_step(params, grads, X, y, sw, ws, plan, m, v, undo, long step, double lr, double beta1, double beta2,
+def adam_step(params, grads, X, y, sw, ws, plan, m, v, long step, double lr, double beta1, double beta2,
               double eps, double weight_decay, double l2=0.0):
-    """A whole training step with torch's Adam (network_pass's arrays, the m and v buffers,
-    undo as sgd_step's, this step's number from 1). -> (status, loss): nothing is written to
-    params, m or v unless it is OK (0)."""
+    """A whole training step with torch's Adam (network_pass's arrays and l2, the m and v
+    buffers, this step's number from 1). -> (status, loss): nothing is written to params, m
+    or v unless it is OK (0)."""
     if is_float32(params):
-        return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+        return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, step, lr, beta1, beta2, eps,
                          weight_decay, l2)
-    return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+    return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, step, lr, beta1, beta2, eps,
                      weight_decay, l2)
 
 

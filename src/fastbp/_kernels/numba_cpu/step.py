@@ -327,7 +327,7 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c)
 
 
 @njit(**INLINE)
-def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay, c):
+def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, lr, weight_decay, c):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*(wd + c)) * W - lr * A_prev.T @
     delta (BLAS's beta and alpha; c: the L2 term's scale, so its gradient c * W folds into
@@ -358,14 +358,15 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
         A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_ROWS, m)
         r = HEADER + l * FIELDS
         w, b = plan[r + W_AT], plan[r + B_AT]
-        sgd_write(params, grads, undo, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)   # the bias
+        # the bias (momentum 0: sgd_write never touches its velocity argument, here grads)
+        sgd_write(params, grads, grads, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)
         if not matmul_tn_into(alpha, A_prev, _rows(ws, plan, l, D_ROWS, m), beta, _W(params, plan, l), plan[BLAS_AT]):
             # a product below the BLAS threshold: loops into grads, then the update
             matmul_tn(A_prev, _rows(ws, plan, l, D_ROWS, m), _W(grads, plan, l), plan[BLAS_AT])
             if c != 0.0:                            # + the L2 term's gradient
                 for i in range(w, b):
                     grads[i] += c_ * params[i]
-            sgd_write(params, grads, undo, w, b, lr, 0.0, weight_decay, False)
+            sgd_write(params, grads, grads, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
 
@@ -390,19 +391,19 @@ def _checked(X, y, labels, sw, params, grads, ws, plan):
 
 
 @njit(**INLINE)
-def _checked_state(X, y, labels, sw, params, grads, ws, plan, state, undo):
-    """_checked, and the optimizer's state buffer is as long as params, undo at least as long."""
+def _checked_state(X, y, labels, sw, params, grads, ws, plan, state):
+    """_checked, and the optimizer's state buffer is as long as params."""
     status, x_abs = _checked(X, y, labels, sw, params, grads, ws, plan)
-    if status == OK and (state.size != params.size or undo.size < params.size):
+    if status == OK and state.size != params.size:
         return BAD_PLAN, math.nan
     return status, x_abs
 
 
 @njit(**INLINE)
-def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v, undo):
-    """_checked_state for Adam's two state buffers (undo: twice as long as params)."""
-    status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m, undo)
-    if status == OK and (v.size != params.size or undo.size < 2 * params.size):
+def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v):
+    """_checked_state for Adam's two state buffers."""
+    status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m)
+    if status == OK and v.size != params.size:
         return BAD_PLAN, math.nan
     return status, x_abs
 
@@ -416,7 +417,7 @@ def _finite(status, total, grads):
 
 
 @njit(**JIT)
-def _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+def _sgd_applied(status, total, params, grads, plan, velocity, lr, momentum, weight_decay, nesterov):
     """After a gradient pass that ran when status was OK: the all-or-nothing update."""
     if status == OK and not math.isfinite(total):
         return NONFINITE, total
@@ -426,7 +427,7 @@ def _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentu
 
 
 @njit(**JIT)
-def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def _adam_applied(status, total, params, grads, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
     if status == OK and not math.isfinite(total):
         return NONFINITE, total
     if status == OK:
@@ -441,10 +442,10 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
 # bench/results/numba-compile.md). Each returns (status, loss); nothing is written to
 # params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
-# Adam steps: m and v, step_count this step's number (from 1); undo: scratch for the old
-# state values (2 x params; optimizers.py). y: the targets (batch, n_out), or for
-# cross_entropy the class labels (batch,) (np.intp); sw: per-row sample weights (batch,) of
-# the network's dtype, or an empty array for none; l2: the network's L2 penalty (MLP.l2).
+# Adam steps: m and v, step_count this step's number (from 1). y: the targets (batch,
+# n_out), or for cross_entropy the class labels (batch,) (np.intp); sw: per-row sample
+# weights (batch,) of the network's dtype, or an empty array for none; l2: the network's
+# L2 penalty (MLP.l2).
 
 @njit(**JIT)
 def flat_loss(mode, X, y, sw, params, grads, ws, plan, l2):
@@ -465,63 +466,63 @@ def view_loss(mode, X, y, sw, params, grads, ws, plan, l2):
 
 
 @njit(**JIT)
-def flat_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, momentum, weight_decay, nesterov):
+def flat_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, lr, momentum, weight_decay, nesterov):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
+    return _sgd_applied(status, total, params, grads, plan, velocity, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def view_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, weight_decay):
+def view_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, lr, weight_decay):
     """Plain SGD (momentum 0): W updated inside its GEMM (_sgd_pass). Status UNBOUNDED: the
     step is not done; view_sgd_stored finishes it (a separate entry point, so that a first
     step compiles the stored-gradient path only if it takes it)."""
     targets, labels = targets_and_labels(X, y, plan)
-    status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity)
     if status != OK:
         return status, math.nan
     c = _penalty_scale(l2, plan, X.shape[0], sw)
-    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay, c)
+    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, lr, weight_decay, c)
 
 
 @njit(**JIT)
-def view_sgd_stored(X, sw, params, grads, ws, plan, l2, undo, lr, weight_decay):
+def view_sgd_stored(X, sw, params, grads, ws, plan, l2, lr, weight_decay):
     """After view_sgd's UNBOUNDED: the weight gradients (and the L2 term's) into grads, then
     the all-or-nothing update. -> status."""
     _weight_gradients(X, grads, ws, plan)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     if c != 0.0:
         _weight_penalty(params, grads, plan, c, True)
-    return sgd_layers(plan, params, grads, undo[:0], lr, 0.0, weight_decay, False)
+    return sgd_layers(plan, params, grads, grads[:0], lr, 0.0, weight_decay, False)   # no velocity
 
 
 @njit(**JIT)
-def view_momentum(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, momentum, weight_decay, nesterov):
+def view_momentum(X, y, sw, params, grads, ws, plan, l2, velocity, lr, momentum, weight_decay, nesterov):
     """SGD with momentum: gradients into grads, then the update (optimizers.sgd_layers)."""
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
+    return _sgd_applied(status, total, params, grads, plan, velocity, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def flat_adam(X, y, sw, params, grads, ws, plan, l2, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def flat_adam(X, y, sw, params, grads, ws, plan, l2, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
+    return _adam_applied(status, total, params, grads, plan, m, v, step_count, lr, beta1, beta2, eps,
                          weight_decay)
 
 
 @njit(**JIT)
-def view_adam(X, y, sw, params, grads, ws, plan, l2, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def view_adam(X, y, sw, params, grads, ws, plan, l2, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
+    return _adam_applied(status, total, params, grads, plan, m, v, step_count, lr, beta1, beta2, eps,
                          weight_decay)
