@@ -33,7 +33,7 @@ import numpy as np
 from fastbp._kernels.cython_cpu.activations cimport (
     activate_block, activation_codes, path_count, path_description, path_in_use, path_name, path_usable,
     primitive_vector, times_derivative_block, use_path, IDENTITY, N_ACTIVATIONS)
-from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all
+from fastbp._kernels.cython_cpu.checks cimport abs_square_sum, abs_sum, finite_all
 from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
 from fastbp._kernels.cython_cpu.optimizers cimport (
     GRADIENT, adam_flags, adam_flags_f32, adam_write, adam_write_f32, sgd_flags, sgd_write)
@@ -363,7 +363,8 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
                      const real* SW, real* WS, const Py_ssize_t* plan, Py_ssize_t m, double c) noexcept nogil:
     """Forward (MODE_FORWARD), + loss (MODE_LOSS), + every layer's delta into the workspace
     and the bias gradients into G (MODE_DELTAS), + the weight gradients into G (MODE_GRADIENT);
-    the loss includes the L2 term of scale c (penalty_scale), and in MODE_GRADIENT G its gradient."""
+    the loss includes the L2 term of scale c (penalty_scale), except in MODE_DELTAS, and in
+    MODE_GRADIENT G its gradient."""
     cdef const Py_ssize_t* q
     cdef const Py_ssize_t* below
     cdef const real* A_prev = X
@@ -379,7 +380,9 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
     q = plan + HEADER + (L - 1) * FIELDS
     value = loss_and_gradient(A_prev, Y, labels, SW, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS],
                               <int>plan[REDUCTION])
-    if c != 0 and mode != MODE_GRADIENT:        # (the gradient pass adds it after its GEMMs)
+    # the L2 term: the gradient pass adds it after its GEMMs, sgd_in_gemm (after MODE_DELTAS)
+    # from its bound's pass over the weights
+    if c != 0 and mode == MODE_LOSS:
         value += weight_penalty(P, NULL, plan, c)
     if mode == MODE_LOSS:
         return value
@@ -413,45 +416,62 @@ cdef void weight_gradients(real* G, const real* X, const real* WS, const Py_ssiz
 
 
 cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const real* WS, const Py_ssize_t* plan,
-                              Py_ssize_t m, double lr, double weight_decay, double c) noexcept nogil:
+                              Py_ssize_t m, double lr, double weight_decay, double c, double* squares) noexcept nogil:
     """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
     anything is written, after a MODE_DELTAS pass (the bias gradients in G): every product
     A_prev.T @ delta, and each partial sum of it, satisfies |sum_i a_ik d_ij| <= sum|A_prev| *
     sum|delta| =: B; every new weight |(1 - lr*(wd + c)) w - lr p| <= |1 - lr*(wd + c)| sum|W|
     + lr B (c: the L2 term's scale, weights only);
     every new bias is computed. Each must stay under half the dtype's largest value (NaN or
-    inf anywhere fails the test too). x_abs: abs_sum of X."""
+    inf anywhere fails the test too). x_abs: abs_sum of X. With the L2 term (c != 0) the same
+    read of each W also adds its sum of squares to squares[0] (every layer's, whatever the
+    answer), so the term's loss costs no pass of its own."""
     cdef const Py_ssize_t* q
     cdef int l, L = <int>plan[N_LAYERS]
     cdef Py_ssize_t j
     cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 2
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    cdef double decay = fabs(<double>(1 - lr_ * wd - lr_ * <real>c)), product, a_abs = x_abs
+    cdef double decay = fabs(<double>(1 - lr_ * wd - lr_ * <real>c)), product, w_abs, a_abs = x_abs
+    cdef bint bounded = True
     for l in range(L):
         q = plan + HEADER + l * FIELDS
+        if c != 0:
+            w_abs = abs_square_sum(P + q[W_AT], q[N_IN], q[N_OUT], squares)
+        elif bounded:
+            w_abs = abs_sum(P + q[W_AT], q[N_IN], q[N_OUT])
+        else:
+            break
+        if not bounded:         # past a failed layer only the sum of squares is wanted
+            continue
         product = a_abs * abs_sum(WS + q[D_AT], m, q[N_OUT])
-        if not (product <= limit and decay * abs_sum(P + q[W_AT], q[N_IN], q[N_OUT]) + lr_ * product <= limit):
-            return False
+        bounded = product <= limit and decay * w_abs + lr_ * product <= limit
         for j in range(q[N_OUT]):
             if not fabs(P[q[B_AT] + j] - lr_ * (G[q[B_AT] + j] + wd * P[q[B_AT] + j])) <= limit:
-                return False
-        if l + 1 < L:
+                bounded = False
+        if bounded and l + 1 < L:
             a_abs = abs_sum(WS + q[A_AT], m, q[N_OUT])
-    return True
+    return bounded
 
 
 cdef int sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
-                     Py_ssize_t m, double lr, double weight_decay, double c) noexcept nogil:
+                     Py_ssize_t m, double lr, double weight_decay, double c, double* value) noexcept nogil:
     """Plain SGD (momentum 0) after a MODE_DELTAS pass: W = (1 - lr*(wd + c)) W - lr A_prev.T @
     delta as one GEMM per layer (alpha, beta; c: the L2 term's scale, its gradient c * W folded
     into beta), b -= lr (db + wd b) from the bias gradients in G.
     The weight gradient is never written, scanned or re-read (bench/results/sgd-in-gemm.md).
     Nothing is written unless gemm_update_bounded shows every new value finite; else the
-    stored-gradient path (GEMMs into G, then the all-or-nothing update). -> status."""
+    stored-gradient path (GEMMs into G, then the all-or-nothing update). value: the data
+    loss of the MODE_DELTAS pass, to which the L2 term is added. -> status."""
     cdef const Py_ssize_t* q
     cdef int l
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    if not gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay, c):
+    cdef double squares = 0
+    cdef bint bounded = gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay, c, &squares)
+    if c != 0:
+        value[0] += 0.5 * c * squares          # as weight_penalty
+        if not isfinite(value[0]):
+            return NONFINITE
+    if not bounded:
         weight_gradients(G, X, WS, plan, m, 1, 0)
         if c != 0:
             weight_penalty(P, G, plan, c)
@@ -669,7 +689,7 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
                 status = NONFINITE
             elif momentum == 0:
                 status = sgd_in_gemm(<real*>net.P, <real*>net.G, <const real*>net.X, x_abs, <real*>net.WS,
-                                     net.plan, net.m, lr, weight_decay, c)
+                                     net.plan, net.m, lr, weight_decay, c, &value)
             else:
                 status = sgd_layers(<real*>net.P, <real*>net.G, V, net.plan, lr, momentum, weight_decay, nesterov)
     return status, value

@@ -23,7 +23,7 @@ from numba.extending import overload
 
 from ... import losses
 from .activations import activate, derivative, times_derivative_1d
-from .checks import abs_sum, nonfinite_count
+from .checks import abs_square_sums, abs_sum, nonfinite_count
 from .layers import delta_propagate_into, linear_forward_into
 from .losses import loss_and_output_grad_into
 from .optimizers import adam_layers, sgd_layers, sgd_write
@@ -307,23 +307,33 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c)
     + lr B (c: the L2 term's scale, weights only);
     every new bias is computed. Each must stay under half the dtype's largest value (NaN
     or inf anywhere fails the test too); a step that fails it takes the stored-gradient
-    path, whose update is exact about what overflows. x_abs: abs_sum(X)."""
+    path, whose update is exact about what overflows. x_abs: abs_sum(X).
+    With the L2 term (c != 0) the same read of each W also gives its sum of squares, so
+    the term costs no pass of its own. -> (bounded?, sum(W**2) over every layer's weights
+    in float64; 0 when c == 0)."""
     T = ws.dtype.type
     limit = np.finfo(ws.dtype).max / 2
     lr_, wd = T(lr), T(weight_decay)
     rate, decay = float(lr_), abs(float(T(1) - lr_ * wd - lr_ * T(c)))
-    a_abs = x_abs
+    a_abs, bounded, squares = x_abs, True, 0.0
     for l in range(plan[N_LAYERS]):
+        if c != 0.0:
+            w_abs, w_squares = abs_square_sums(_W(params, plan, l))
+            squares += w_squares
+        elif bounded:
+            w_abs = abs_sum(_W(params, plan, l))
+        else:
+            break
+        if not bounded:             # past a failed layer only the sum of squares is wanted
+            continue
         product = a_abs * abs_sum(_rows(ws, plan, l, D_ROWS, m))
-        if not (product <= limit and decay * abs_sum(_W(params, plan, l)) + rate * product <= limit):
-            return False
+        bounded = product <= limit and decay * w_abs + rate * product <= limit
         b, db = _b(params, plan, l), _b(grads, plan, l)
         for j in range(b.size):
-            if not abs(b[j] - lr_ * (db[j] + wd * b[j])) <= limit:
-                return False
-        if l + 1 < plan[N_LAYERS]:
+            bounded = bounded and abs(b[j] - lr_ * (db[j] + wd * b[j])) <= limit
+        if bounded and l + 1 < plan[N_LAYERS]:
             a_abs = abs_sum(_rows(ws, plan, l, A_ROWS, m))
-    return True
+    return bounded, squares
 
 
 @njit(**INLINE)
@@ -337,10 +347,11 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, lr, weight_decay
 
     Nothing is written before every new value is known to be finite (_gemm_update_bounded:
     a pass over the activations and deltas, far smaller than the weights, and one over the
-    weights); when that cannot be shown, it returns UNBOUNDED with the deltas and the bias
-    gradients in place, and the caller finishes the step on the stored-gradient path
-    (view_sgd_stored). -> (status, loss); grads is left as scratch."""
-    total = _penalised(MODE_LOSS, _forward_loss(X, y, labels, sw, params, ws, plan), params, grads, ws, plan, c)
+    weights, which also sums W**2 for the L2 term's loss); when that cannot be shown, it
+    returns UNBOUNDED with the deltas and the bias gradients in place, and the caller
+    finishes the step on the stored-gradient path (view_sgd_stored). -> (status, loss);
+    grads is left as scratch."""
+    total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
     m = X.shape[0]
@@ -348,7 +359,12 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, lr, weight_decay
     acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
         _bias_gradient(_rows(ws, plan, l, D_ROWS, m), _b(grads, plan, l), acc)
-    if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c):
+    bounded, squares = _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c)
+    if c != 0.0:
+        total += 0.5 * c * squares              # as _weight_penalty
+        if not math.isfinite(total):
+            return NONFINITE, total
+    if not bounded:
         return UNBOUNDED, total
     T = ws.dtype.type
     lr_, c_ = T(lr), T(c)
