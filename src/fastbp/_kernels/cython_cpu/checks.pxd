@@ -1,5 +1,6 @@
 # Whole-array checks the Cython kernels make before a step writes anything: NaN/inf, |sum|.
 from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport fabs
 from libc.string cimport memset
 
 from fastbp._kernels.cython_cpu.primitives cimport COLUMN_BLOCK, real, r_abs
@@ -122,3 +123,31 @@ cdef inline double abs_sum(const real* a, Py_ssize_t m, Py_ssize_t n) noexcept n
             for j in range(width):
                 total += acc[j]
         return total
+
+
+cdef inline double abs_square_sum(const real* a, Py_ssize_t m, Py_ssize_t n, double* squares) noexcept nogil:
+    """abs_sum, and sum a**2 added to squares[0] (the SGD-in-GEMM bound's pass over W also gives
+    the L2 term's sum); each sum in abs_sum's order. float32: abs_sum's and square_sum's loops
+    on the ISA path in use (two reads of a); float64: one read of a."""
+    cdef Py_ssize_t i, j, block, jb, width
+    cdef double acc[COLUMN_BLOCK]
+    cdef double acc2[COLUMN_BLOCK]
+    cdef double total = 0, total2 = 0, x
+    if real is float:
+        squares[0] += square_sum_f32(a, m, n)
+        return abs_sum_f32(a, m, n)
+    for block in range((n + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
+        jb = block * COLUMN_BLOCK
+        width = min(n - jb, COLUMN_BLOCK)
+        memset(acc, 0, width * sizeof(double))
+        memset(acc2, 0, width * sizeof(double))
+        for i in range(m):
+            for j in range(width):
+                x = a[i * n + jb + j]
+                acc[j] += fabs(x)
+                acc2[j] += x * x
+        for j in range(width):
+            total += acc[j]
+            total2 += acc2[j]
+    squares[0] += total2
+    return total

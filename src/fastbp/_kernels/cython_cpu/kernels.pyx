@@ -33,7 +33,7 @@ import numpy as np
 from fastbp._kernels.cython_cpu.activations cimport (
     activate_block, activation_codes, path_count, path_description, path_in_use, path_name, path_usable,
     primitive_vector, times_derivative_block, use_path, IDENTITY, N_ACTIVATIONS)
-from fastbp._kernels.cython_cpu.checks cimport abs_sum, finite_all, set_reduction_isa, square_sum_f32
+from fastbp._kernels.cython_cpu.checks cimport abs_square_sum, abs_sum, finite_all, set_reduction_isa, square_sum_f32
 from fastbp._kernels.cython_cpu.losses cimport loss_and_gradient, BCE, CROSS_ENTROPY, MEAN, MSE, POISSON, SUM
 from fastbp._kernels.cython_cpu.optimizers cimport (
     GRADIENT, adam_flags, adam_flags_f32, adam_write, adam_write_f32, sgd_flags, sgd_write)
@@ -368,7 +368,8 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
                      const real* SW, real* WS, const Py_ssize_t* plan, Py_ssize_t m, double c) noexcept nogil:
     """Forward (MODE_FORWARD), + loss (MODE_LOSS), + every layer's delta into the workspace
     and the bias gradients into G (MODE_DELTAS), + the weight gradients into G (MODE_GRADIENT);
-    the loss includes the L2 term of scale c (penalty_scale), and in MODE_GRADIENT G its gradient."""
+    the loss includes the L2 term of scale c (penalty_scale), except in MODE_DELTAS, and in
+    MODE_GRADIENT G its gradient."""
     cdef const Py_ssize_t* q
     cdef const Py_ssize_t* below
     cdef const real* A_prev = X
@@ -384,7 +385,9 @@ cdef double run_pass(int mode, real* P, real* G, const real* X, const real* Y, c
     q = plan + HEADER + (L - 1) * FIELDS
     value = loss_and_gradient(A_prev, Y, labels, SW, WS + q[D_AT], m, q[N_OUT], <int>plan[LOSS],
                               <int>plan[REDUCTION])
-    if c != 0 and mode != MODE_GRADIENT:        # (the gradient pass adds it after its GEMMs)
+    # the L2 term: the gradient pass adds it after its GEMMs, sgd_in_gemm (after MODE_DELTAS)
+    # from its bound's pass over the weights
+    if c != 0 and mode == MODE_LOSS:
         value += weight_penalty(P, NULL, plan, c)
     if mode == MODE_LOSS:
         return value
@@ -418,45 +421,62 @@ cdef void weight_gradients(real* G, const real* X, const real* WS, const Py_ssiz
 
 
 cdef bint gemm_update_bounded(const real* P, const real* G, double x_abs, const real* WS, const Py_ssize_t* plan,
-                              Py_ssize_t m, double lr, double weight_decay, double c) noexcept nogil:
+                              Py_ssize_t m, double lr, double weight_decay, double c, double* squares) noexcept nogil:
     """Whether the plain-SGD update inside the weight-gradient GEMMs is known finite before
     anything is written, after a MODE_DELTAS pass (the bias gradients in G): every product
     A_prev.T @ delta, and each partial sum of it, satisfies |sum_i a_ik d_ij| <= sum|A_prev| *
     sum|delta| =: B; every new weight |(1 - lr*(wd + c)) w - lr p| <= |1 - lr*(wd + c)| sum|W|
     + lr B (c: the L2 term's scale, weights only);
     every new bias is computed. Each must stay under half the dtype's largest value (NaN or
-    inf anywhere fails the test too). x_abs: abs_sum of X."""
+    inf anywhere fails the test too). x_abs: abs_sum of X. With the L2 term (c != 0) the same
+    read of each W also adds its sum of squares to squares[0] (every layer's, whatever the
+    answer), so the term's loss costs no pass of its own."""
     cdef const Py_ssize_t* q
     cdef int l, L = <int>plan[N_LAYERS]
     cdef Py_ssize_t j
     cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 2
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    cdef double decay = fabs(<double>(1 - lr_ * wd - lr_ * <real>c)), product, a_abs = x_abs
+    cdef double decay = fabs(<double>(1 - lr_ * wd - lr_ * <real>c)), product, w_abs, a_abs = x_abs
+    cdef bint bounded = True
     for l in range(L):
         q = plan + HEADER + l * FIELDS
+        if c != 0:
+            w_abs = abs_square_sum(P + q[W_AT], q[N_IN], q[N_OUT], squares)
+        elif bounded:
+            w_abs = abs_sum(P + q[W_AT], q[N_IN], q[N_OUT])
+        else:
+            break
+        if not bounded:         # past a failed layer only the sum of squares is wanted
+            continue
         product = a_abs * abs_sum(WS + q[D_AT], m, q[N_OUT])
-        if not (product <= limit and decay * abs_sum(P + q[W_AT], q[N_IN], q[N_OUT]) + lr_ * product <= limit):
-            return False
+        bounded = product <= limit and decay * w_abs + lr_ * product <= limit
         for j in range(q[N_OUT]):
             if not fabs(P[q[B_AT] + j] - lr_ * (G[q[B_AT] + j] + wd * P[q[B_AT] + j])) <= limit:
-                return False
-        if l + 1 < L:
+                bounded = False
+        if bounded and l + 1 < L:
             a_abs = abs_sum(WS + q[A_AT], m, q[N_OUT])
-    return True
+    return bounded
 
 
 cdef int sgd_in_gemm(real* P, real* G, const real* X, double x_abs, real* WS, const Py_ssize_t* plan,
-                     Py_ssize_t m, double lr, double weight_decay, double c) noexcept nogil:
+                     Py_ssize_t m, double lr, double weight_decay, double c, double* value) noexcept nogil:
     """Plain SGD (momentum 0) after a MODE_DELTAS pass: W = (1 - lr*(wd + c)) W - lr A_prev.T @
     delta as one GEMM per layer (alpha, beta; c: the L2 term's scale, its gradient c * W folded
     into beta), b -= lr (db + wd b) from the bias gradients in G.
     The weight gradient is never written, scanned or re-read (bench/results/sgd-in-gemm.md).
     Nothing is written unless gemm_update_bounded shows every new value finite; else the
-    stored-gradient path (GEMMs into G, then the all-or-nothing update). -> status."""
+    stored-gradient path (GEMMs into G, then the all-or-nothing update). value: the data
+    loss of the MODE_DELTAS pass, to which the L2 term is added. -> status."""
     cdef const Py_ssize_t* q
     cdef int l
     cdef real lr_ = <real>lr, wd = <real>weight_decay
-    if not gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay, c):
+    cdef double squares = 0
+    cdef bint bounded = gemm_update_bounded(P, G, x_abs, WS, plan, m, lr, weight_decay, c, &squares)
+    if c != 0:
+        value[0] += 0.5 * c * squares          # as weight_penalty
+        if not isfinite(value[0]):
+            return NONFINITE
+    if not bounded:
         weight_gradients(G, X, WS, plan, m, 1, 0)
         if c != 0:
             weight_penalty(P, G, plan, c)
@@ -653,16 +673,8 @@ cdef object pass_impl(real tag, int mode, object params, object grads, object X,
     return status, value
 
 
-cdef char* undo_data(object undo, Py_ssize_t n, int typenum) except NULL:
-    """The training steps' scratch for the old optimizer state: 1-D, at least 2n long."""
-    cdef char* data = array_data(undo, typenum, 1, True, "undo")
-    if dim(undo, 0) < 2 * n:
-        raise ValueError(f"undo must have at least {2 * n} entries; got {dim(undo, 0)}")
-    return data
-
-
 cdef object sgd_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
-                     object velocity, object undo, double lr, double momentum, double weight_decay, bint nesterov,
+                     object velocity, double lr, double momentum, double weight_decay, bint nesterov,
                      double l2):
     cdef Net net
     cdef double value = NAN, x_abs, c
@@ -671,7 +683,6 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
     unpack(tag, &net, params, grads, X, y, sw, ws, plan, True)
     check_state(velocity, net.n, typenum, "velocity")
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>velocity)
-    cdef real* U = <real*>undo_data(undo, net.n, typenum)
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
@@ -683,14 +694,14 @@ cdef object sgd_impl(real tag, object params, object grads, object X, object y, 
                 status = NONFINITE
             elif momentum == 0:
                 status = sgd_in_gemm(<real*>net.P, <real*>net.G, <const real*>net.X, x_abs, <real*>net.WS,
-                                     net.plan, net.m, lr, weight_decay, c)
+                                     net.plan, net.m, lr, weight_decay, c, &value)
             else:
                 status = sgd_layers(<real*>net.P, <real*>net.G, V, net.plan, lr, momentum, weight_decay, nesterov)
     return status, value
 
 
 cdef object adam_impl(real tag, object params, object grads, object X, object y, object sw, object ws, object plan,
-                      object m, object v, object undo, long step, double lr, double beta1, double beta2, double eps,
+                      object m, object v, long step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double l2):
     cdef Net net
     cdef double value = NAN, x_abs, c
@@ -701,7 +712,6 @@ cdef object adam_impl(real tag, object params, object grads, object X, object y,
     check_state(v, net.n, typenum, "v")
     cdef real* M = <real*>cnp.PyArray_DATA(<cnp.ndarray>m)
     cdef real* V = <real*>cnp.PyArray_DATA(<cnp.ndarray>v)
-    cdef real* U = <real*>undo_data(undo, net.n, typenum)
     with nogil:
         status = inputs_status(tag, &net, &x_abs)
         if status == OK:
@@ -733,28 +743,27 @@ def network_pass(int mode, params, grads, X, y, sw, ws, plan, bint check=False, 
     return pass_impl(<double>0, mode, params, grads, X, y, sw, ws, plan, check, l2)
 
 
-def sgd_step(params, grads, X, y, sw, ws, plan, velocity, undo, double lr, double momentum, double weight_decay,
+def sgd_step(params, grads, X, y, sw, ws, plan, velocity, double lr, double momentum, double weight_decay,
              bint nesterov, double l2=0.0):
     """A whole training step with torch's SGD (network_pass's arrays and l2, the velocity
-    buffer, and undo: scratch of at least 2 x params for the old state). -> (status, loss):
-    nothing is written to params or velocity unless the status is OK (0); grads is left as
-    scratch."""
+    buffer). -> (status, loss): nothing is written to params or velocity unless the status
+    is OK (0); grads is left as scratch."""
     if is_float32(params):
-        return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+        return sgd_impl(<float>0, params, grads, X, y, sw, ws, plan, velocity, lr, momentum, weight_decay,
                         nesterov, l2)
-    return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, undo, lr, momentum, weight_decay,
+    return sgd_impl(<double>0, params, grads, X, y, sw, ws, plan, velocity, lr, momentum, weight_decay,
                     nesterov, l2)
 
 
-def adam_step(params, grads, X, y, sw, ws, plan, m, v, undo, long step, double lr, double beta1, double beta2,
+def adam_step(params, grads, X, y, sw, ws, plan, m, v, long step, double lr, double beta1, double beta2,
               double eps, double weight_decay, double l2=0.0):
-    """A whole training step with torch's Adam (network_pass's arrays, the m and v buffers,
-    undo as sgd_step's, this step's number from 1). -> (status, loss): nothing is written to
-    params, m or v unless it is OK (0)."""
+    """A whole training step with torch's Adam (network_pass's arrays and l2, the m and v
+    buffers, this step's number from 1). -> (status, loss): nothing is written to params, m
+    or v unless it is OK (0)."""
     if is_float32(params):
-        return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+        return adam_impl(<float>0, params, grads, X, y, sw, ws, plan, m, v, step, lr, beta1, beta2, eps,
                          weight_decay, l2)
-    return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, undo, step, lr, beta1, beta2, eps,
+    return adam_impl(<double>0, params, grads, X, y, sw, ws, plan, m, v, step, lr, beta1, beta2, eps,
                      weight_decay, l2)
 
 

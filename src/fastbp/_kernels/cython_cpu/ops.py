@@ -147,20 +147,13 @@ class CythonOps(Ops):
 
 
 class Workspace:
-    """The network's workspace for batches of up to `capacity` rows, and its plan; `undo()`:
-    the training steps' scratch for old optimizer state (2 x parameters, made on first use)."""
+    """The network's workspace for batches of up to `capacity` rows, and its plan."""
 
     def __init__(self, arch, capacity):
         self.capacity = capacity
         self.plan = make_plan(arch, capacity)
         self.buffer = np.empty(int(self.plan[WS_SIZE]), dtype=arch.dtype)
         self.out_at, self.n_out = layer_field(self.plan, arch.n_layers - 1, _A_AT), arch.sizes[-1]
-        self._undo, self._n_params = None, arch.n_params
-
-    def undo(self):
-        if self._undo is None:
-            self._undo = np.empty(2 * self._n_params, dtype=self.buffer.dtype)
-        return self._undo
 
     def output(self, batch):
         """A copy of the last forward pass's output (batch, n_out)."""
@@ -182,22 +175,14 @@ class Prepared:
         def pass_(mode, X, y, sw, check):
             return network_pass(mode, params, grads, X, y, sw, ws, plan, check, state.l2)
 
-        undo = None         # the workspace's, taken at the first step (inference never allocates it)
-
         def sgd_step(X, y, sw, opt):
-            nonlocal undo
-            if undo is None:
-                undo = workspace.undo()
-            return sgd(params, grads, X, y, sw, ws, plan, opt.state["velocity"], undo, opt.lr, opt.momentum,
+            return sgd(params, grads, X, y, sw, ws, plan, opt.state["velocity"], opt.lr, opt.momentum,
                        opt.weight_decay, opt.nesterov, state.l2)
 
         def adam_step(X, y, sw, opt):
-            nonlocal undo
-            if undo is None:
-                undo = workspace.undo()
             beta1, beta2 = opt.betas
             moments = opt.state
-            return adam(params, grads, X, y, sw, ws, plan, moments["m"], moments["v"], undo, opt.step_count + 1, opt.lr,
+            return adam(params, grads, X, y, sw, ws, plan, moments["m"], moments["v"], opt.step_count + 1, opt.lr,
                         beta1, beta2, opt.eps, opt.weight_decay, state.l2)
 
         self.pass_ = pass_

@@ -23,3 +23,16 @@ def abs_sum(a):
     for i in range(flat.size):
         s += abs(flat[i])
     return s
+
+
+@njit(**JIT)
+def abs_square_sums(a):
+    """-> (sum |a|, sum a**2), both in float64, in one pass over a (abs_sum's bound and the
+    L2 term's sum of squares from one read of the weights)."""
+    flat = a.ravel()
+    s = q = 0.0
+    for i in range(flat.size):
+        x = float(flat[i])
+        s += abs(x)
+        q += x * x
+    return s, q

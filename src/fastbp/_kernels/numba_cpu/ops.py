@@ -107,19 +107,12 @@ class NumbaOps(Ops):
 
 
 class Workspace:
-    """The network's workspace for batches of up to `capacity` rows, and its plan; `undo()`:
-    the training steps' scratch for old optimizer state (2 x parameters, made on first use)."""
+    """The network's workspace for batches of up to `capacity` rows, and its plan."""
 
     def __init__(self, arch, capacity):
         self.capacity = capacity
         self.plan = make_plan(arch, capacity, scratch=True, blas=gemm_address(arch.dtype))
         self.buffer = np.empty(int(self.plan[WS_SIZE]), dtype=arch.dtype)
-        self._undo, self._n_params = None, arch.n_params
-
-    def undo(self):
-        if self._undo is None:
-            self._undo = np.empty(2 * self._n_params, dtype=self.buffer.dtype)
-        return self._undo
 
 
 class Prepared:
@@ -139,38 +132,27 @@ class Prepared:
         def pass_(mode, X, y, sw):
             return loss_pass(mode, X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2)
 
-        undo = None         # the workspace's, taken at the first step (inference never allocates it)
-
         def sgd_step(X, y, sw, opt):
-            nonlocal undo
-            if undo is None:
-                undo = workspace.undo()
             return sgd(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2,
-                       opt.state["velocity"], undo, opt.lr, opt.momentum, opt.weight_decay, opt.nesterov)
+                       opt.state["velocity"], opt.lr, opt.momentum, opt.weight_decay, opt.nesterov)
 
         def view_sgd_step(X, y, sw, opt):
             """Plain SGD on the view pass: its own entry point, which compiles only what it runs."""
-            nonlocal undo
             if opt.momentum != 0:
                 return sgd_step(X, y, sw, opt)
-            if undo is None:
-                undo = workspace.undo()
             weights = no_weights if sw is None else sw
             status, loss = view_sgd(X, y, weights, params, grads, ws, plan, state.l2,
-                                    opt.state["velocity"], undo, opt.lr, opt.weight_decay)
+                                    opt.state["velocity"], opt.lr, opt.weight_decay)
             if status == UNBOUNDED:
-                status = view_sgd_stored(X, weights, params, grads, ws, plan, state.l2, undo, opt.lr,
+                status = view_sgd_stored(X, weights, params, grads, ws, plan, state.l2, opt.lr,
                                          opt.weight_decay)
             return status, loss
 
         def adam_step(X, y, sw, opt):
-            nonlocal undo
-            if undo is None:
-                undo = workspace.undo()
             beta1, beta2 = opt.betas
             moments = opt.state
             return adam(X, y, no_weights if sw is None else sw, params, grads, ws, plan, state.l2,
-                        moments["m"], moments["v"], undo, opt.step_count + 1, opt.lr, beta1, beta2, opt.eps,
+                        moments["m"], moments["v"], opt.step_count + 1, opt.lr, beta1, beta2, opt.eps,
                         opt.weight_decay)
 
         self.pass_ = pass_

@@ -23,7 +23,7 @@ from numba.extending import overload
 
 from ... import losses
 from .activations import activate, derivative, times_derivative_1d
-from .checks import abs_sum, nonfinite_count
+from .checks import abs_square_sums, abs_sum, nonfinite_count
 from .layers import delta_propagate_into, linear_forward_into
 from .losses import loss_and_output_grad_into
 from .optimizers import adam_layers, sgd_layers, sgd_write
@@ -307,27 +307,37 @@ def _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c)
     + lr B (c: the L2 term's scale, weights only);
     every new bias is computed. Each must stay under half the dtype's largest value (NaN
     or inf anywhere fails the test too); a step that fails it takes the stored-gradient
-    path, whose update is exact about what overflows. x_abs: abs_sum(X)."""
+    path, whose update is exact about what overflows. x_abs: abs_sum(X).
+    With the L2 term (c != 0) the same read of each W also gives its sum of squares, so
+    the term costs no pass of its own. -> (bounded?, sum(W**2) over every layer's weights
+    in float64; 0 when c == 0)."""
     T = ws.dtype.type
     limit = np.finfo(ws.dtype).max / 2
     lr_, wd = T(lr), T(weight_decay)
     rate, decay = float(lr_), abs(float(T(1) - lr_ * wd - lr_ * T(c)))
-    a_abs = x_abs
+    a_abs, bounded, squares = x_abs, True, 0.0
     for l in range(plan[N_LAYERS]):
+        if c != 0.0:
+            w_abs, w_squares = abs_square_sums(_W(params, plan, l))
+            squares += w_squares
+        elif bounded:
+            w_abs = abs_sum(_W(params, plan, l))
+        else:
+            break
+        if not bounded:             # past a failed layer only the sum of squares is wanted
+            continue
         product = a_abs * abs_sum(_rows(ws, plan, l, D_ROWS, m))
-        if not (product <= limit and decay * abs_sum(_W(params, plan, l)) + rate * product <= limit):
-            return False
+        bounded = product <= limit and decay * w_abs + rate * product <= limit
         b, db = _b(params, plan, l), _b(grads, plan, l)
         for j in range(b.size):
-            if not abs(b[j] - lr_ * (db[j] + wd * b[j])) <= limit:
-                return False
-        if l + 1 < plan[N_LAYERS]:
+            bounded = bounded and abs(b[j] - lr_ * (db[j] + wd * b[j])) <= limit
+        if bounded and l + 1 < plan[N_LAYERS]:
             a_abs = abs_sum(_rows(ws, plan, l, A_ROWS, m))
-    return True
+    return bounded, squares
 
 
 @njit(**INLINE)
-def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight_decay, c):
+def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, lr, weight_decay, c):
     """A whole training step for plain SGD (momentum 0) on the view pass. The weights are
     updated by the weight-gradient product itself, W = (1 - lr*(wd + c)) * W - lr * A_prev.T @
     delta (BLAS's beta and alpha; c: the L2 term's scale, so its gradient c * W folds into
@@ -337,10 +347,11 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
 
     Nothing is written before every new value is known to be finite (_gemm_update_bounded:
     a pass over the activations and deltas, far smaller than the weights, and one over the
-    weights); when that cannot be shown, it returns UNBOUNDED with the deltas and the bias
-    gradients in place, and the caller finishes the step on the stored-gradient path
-    (view_sgd_stored). -> (status, loss); grads is left as scratch."""
-    total = _penalised(MODE_LOSS, _forward_loss(X, y, labels, sw, params, ws, plan), params, grads, ws, plan, c)
+    weights, which also sums W**2 for the L2 term's loss); when that cannot be shown, it
+    returns UNBOUNDED with the deltas and the bias gradients in place, and the caller
+    finishes the step on the stored-gradient path (view_sgd_stored). -> (status, loss);
+    grads is left as scratch."""
+    total = _forward_loss(X, y, labels, sw, params, ws, plan)
     if not math.isfinite(total):
         return NONFINITE, total
     m = X.shape[0]
@@ -348,7 +359,12 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
     acc = ws[plan[ACC_AT]:].view(np.float64)
     for l in range(plan[N_LAYERS]):
         _bias_gradient(_rows(ws, plan, l, D_ROWS, m), _b(grads, plan, l), acc)
-    if not _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c):
+    bounded, squares = _gemm_update_bounded(x_abs, params, grads, ws, plan, m, lr, weight_decay, c)
+    if c != 0.0:
+        total += 0.5 * c * squares              # as _weight_penalty
+        if not math.isfinite(total):
+            return NONFINITE, total
+    if not bounded:
         return UNBOUNDED, total
     T = ws.dtype.type
     lr_, c_ = T(lr), T(c)
@@ -358,14 +374,15 @@ def _sgd_pass(X, x_abs, y, labels, sw, params, grads, ws, plan, undo, lr, weight
         A_prev = X if l == 0 else _rows(ws, plan, l - 1, A_ROWS, m)
         r = HEADER + l * FIELDS
         w, b = plan[r + W_AT], plan[r + B_AT]
-        sgd_write(params, grads, undo, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)   # the bias
+        # the bias (momentum 0: sgd_write never touches its velocity argument, here grads)
+        sgd_write(params, grads, grads, b, b + plan[r + N_OUT], lr, 0.0, weight_decay, False)
         if not matmul_tn_into(alpha, A_prev, _rows(ws, plan, l, D_ROWS, m), beta, _W(params, plan, l), plan[BLAS_AT]):
             # a product below the BLAS threshold: loops into grads, then the update
             matmul_tn(A_prev, _rows(ws, plan, l, D_ROWS, m), _W(grads, plan, l), plan[BLAS_AT])
             if c != 0.0:                            # + the L2 term's gradient
                 for i in range(w, b):
                     grads[i] += c_ * params[i]
-            sgd_write(params, grads, undo, w, b, lr, 0.0, weight_decay, False)
+            sgd_write(params, grads, grads, w, b, lr, 0.0, weight_decay, False)
     return OK, total
 
 
@@ -390,19 +407,19 @@ def _checked(X, y, labels, sw, params, grads, ws, plan):
 
 
 @njit(**INLINE)
-def _checked_state(X, y, labels, sw, params, grads, ws, plan, state, undo):
-    """_checked, and the optimizer's state buffer is as long as params, undo at least as long."""
+def _checked_state(X, y, labels, sw, params, grads, ws, plan, state):
+    """_checked, and the optimizer's state buffer is as long as params."""
     status, x_abs = _checked(X, y, labels, sw, params, grads, ws, plan)
-    if status == OK and (state.size != params.size or undo.size < params.size):
+    if status == OK and state.size != params.size:
         return BAD_PLAN, math.nan
     return status, x_abs
 
 
 @njit(**INLINE)
-def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v, undo):
-    """_checked_state for Adam's two state buffers (undo: twice as long as params)."""
-    status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m, undo)
-    if status == OK and (v.size != params.size or undo.size < 2 * params.size):
+def _checked_adam(X, y, labels, sw, params, grads, ws, plan, m, v):
+    """_checked_state for Adam's two state buffers."""
+    status, x_abs = _checked_state(X, y, labels, sw, params, grads, ws, plan, m)
+    if status == OK and v.size != params.size:
         return BAD_PLAN, math.nan
     return status, x_abs
 
@@ -416,7 +433,7 @@ def _finite(status, total, grads):
 
 
 @njit(**JIT)
-def _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov):
+def _sgd_applied(status, total, params, grads, plan, velocity, lr, momentum, weight_decay, nesterov):
     """After a gradient pass that ran when status was OK: the all-or-nothing update."""
     if status == OK and not math.isfinite(total):
         return NONFINITE, total
@@ -426,7 +443,7 @@ def _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentu
 
 
 @njit(**JIT)
-def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def _adam_applied(status, total, params, grads, plan, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
     if status == OK and not math.isfinite(total):
         return NONFINITE, total
     if status == OK:
@@ -441,10 +458,10 @@ def _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr
 # bench/results/numba-compile.md). Each returns (status, loss); nothing is written to
 # params or optimizer state unless the status is OK. Loss passes: mode MODE_LOSS, the loss
 # only; MODE_GRAD, and the gradients into grads. SGD steps: velocity is its state buffer;
-# Adam steps: m and v, step_count this step's number (from 1); undo: scratch for the old
-# state values (2 x params; optimizers.py). y: the targets (batch, n_out), or for
-# cross_entropy the class labels (batch,) (np.intp); sw: per-row sample weights (batch,) of
-# the network's dtype, or an empty array for none; l2: the network's L2 penalty (MLP.l2).
+# Adam steps: m and v, step_count this step's number (from 1). y: the targets (batch,
+# n_out), or for cross_entropy the class labels (batch,) (np.intp); sw: per-row sample
+# weights (batch,) of the network's dtype, or an empty array for none; l2: the network's
+# L2 penalty (MLP.l2).
 
 @njit(**JIT)
 def flat_loss(mode, X, y, sw, params, grads, ws, plan, l2):
@@ -465,63 +482,63 @@ def view_loss(mode, X, y, sw, params, grads, ws, plan, l2):
 
 
 @njit(**JIT)
-def flat_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, momentum, weight_decay, nesterov):
+def flat_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, lr, momentum, weight_decay, nesterov):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
+    return _sgd_applied(status, total, params, grads, plan, velocity, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def view_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, weight_decay):
+def view_sgd(X, y, sw, params, grads, ws, plan, l2, velocity, lr, weight_decay):
     """Plain SGD (momentum 0): W updated inside its GEMM (_sgd_pass). Status UNBOUNDED: the
     step is not done; view_sgd_stored finishes it (a separate entry point, so that a first
     step compiles the stored-gradient path only if it takes it)."""
     targets, labels = targets_and_labels(X, y, plan)
-    status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    status, x_abs = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity)
     if status != OK:
         return status, math.nan
     c = _penalty_scale(l2, plan, X.shape[0], sw)
-    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, undo, lr, weight_decay, c)
+    return _sgd_pass(X, x_abs, targets, labels, sw, params, grads, ws, plan, lr, weight_decay, c)
 
 
 @njit(**JIT)
-def view_sgd_stored(X, sw, params, grads, ws, plan, l2, undo, lr, weight_decay):
+def view_sgd_stored(X, sw, params, grads, ws, plan, l2, lr, weight_decay):
     """After view_sgd's UNBOUNDED: the weight gradients (and the L2 term's) into grads, then
     the all-or-nothing update. -> status."""
     _weight_gradients(X, grads, ws, plan)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     if c != 0.0:
         _weight_penalty(params, grads, plan, c, True)
-    return sgd_layers(plan, params, grads, undo[:0], lr, 0.0, weight_decay, False)
+    return sgd_layers(plan, params, grads, grads[:0], lr, 0.0, weight_decay, False)   # no velocity
 
 
 @njit(**JIT)
-def view_momentum(X, y, sw, params, grads, ws, plan, l2, velocity, undo, lr, momentum, weight_decay, nesterov):
+def view_momentum(X, y, sw, params, grads, ws, plan, l2, velocity, lr, momentum, weight_decay, nesterov):
     """SGD with momentum: gradients into grads, then the update (optimizers.sgd_layers)."""
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity, undo)
+    status, _ = _checked_state(X, targets, labels, sw, params, grads, ws, plan, velocity)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _sgd_applied(status, total, params, grads, plan, velocity, undo, lr, momentum, weight_decay, nesterov)
+    return _sgd_applied(status, total, params, grads, plan, velocity, lr, momentum, weight_decay, nesterov)
 
 
 @njit(**JIT)
-def flat_adam(X, y, sw, params, grads, ws, plan, l2, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def flat_adam(X, y, sw, params, grads, ws, plan, l2, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _flat_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
+    return _adam_applied(status, total, params, grads, plan, m, v, step_count, lr, beta1, beta2, eps,
                          weight_decay)
 
 
 @njit(**JIT)
-def view_adam(X, y, sw, params, grads, ws, plan, l2, m, v, undo, step_count, lr, beta1, beta2, eps, weight_decay):
+def view_adam(X, y, sw, params, grads, ws, plan, l2, m, v, step_count, lr, beta1, beta2, eps, weight_decay):
     targets, labels = targets_and_labels(X, y, plan)
-    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v, undo)
+    status, _ = _checked_adam(X, targets, labels, sw, params, grads, ws, plan, m, v)
     c = _penalty_scale(l2, plan, X.shape[0], sw)
     total = _view_pass(MODE_GRAD, X, targets, labels, sw, params, grads, ws, plan, c) if status == OK else math.nan
-    return _adam_applied(status, total, params, grads, plan, m, v, undo, step_count, lr, beta1, beta2, eps,
+    return _adam_applied(status, total, params, grads, plan, m, v, step_count, lr, beta1, beta2, eps,
                          weight_decay)
